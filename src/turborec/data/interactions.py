@@ -36,9 +36,10 @@ class ItemFeatures:
         width = int(lengths.max(initial=0)) if max_len is None else max_len
         width = max(width, 1)
         out = np.full((self.n_items, width), -1, dtype=np.int64)
-        for i in range(self.n_items):
-            toks = self.values[self.offsets[i] : self.offsets[i + 1]][:width]
-            out[i, : len(toks)] = toks
+        kept = np.minimum(lengths, width)
+        rows = np.repeat(np.arange(self.n_items), kept)
+        cols = np.arange(int(kept.sum())) - np.repeat(np.cumsum(kept) - kept, kept)
+        out[rows, cols] = self.values[np.asarray(self.offsets[:-1])[rows] + cols]
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -71,12 +72,16 @@ class ItemFeatures:
 
     def subset(self, item_index: np.ndarray) -> ItemFeatures:
         """Features for the items ``item_index`` (new item order)."""
-        lists = [self.values[self.offsets[i] : self.offsets[i + 1]] for i in item_index]
-        offsets = np.zeros(len(lists) + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum([len(t) for t in lists])
-        values = np.concatenate(lists) if lists else np.zeros(0, dtype=np.int64)
-        titles = tuple(self.titles[i] for i in item_index) if self.titles is not None else None
-        return ItemFeatures(offsets, values.astype(np.int64), self.vocab, titles)
+        idx = np.asarray(item_index, dtype=np.int64)
+        starts = np.asarray(self.offsets, dtype=np.int64)
+        lengths = starts[idx + 1] - starts[idx]
+        offsets = np.zeros(len(idx) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum(lengths)
+        # position p of the new values reads old value starts[item] + (p - offsets[item])
+        source = np.repeat(starts[idx] - offsets[:-1], lengths) + np.arange(int(offsets[-1]))
+        values = np.asarray(self.values, dtype=np.int64)[source]
+        titles = tuple(self.titles[i] for i in idx.tolist()) if self.titles is not None else None
+        return ItemFeatures(offsets, values, self.vocab, titles)
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,13 +175,19 @@ class Interactions:
     def item_popularity(self) -> np.ndarray:
         return np.bincount(self.item, minlength=self.n_items).astype(np.int64)
 
+    def time_order(self) -> np.ndarray:
+        """Indices ordering events by (user, timestamp), stable: ties keep array order."""
+        if self.timestamp is None:
+            return np.argsort(self.user, kind="stable")
+        if len(self) and int(self.timestamp.max()) - int(self.timestamp.min()) < 2**32:
+            # both keys packed in one int64: a single stable sort, several times faster than lexsort
+            key = (self.user.astype(np.int64) << 32) | (self.timestamp - self.timestamp.min())
+            return np.argsort(key, kind="stable")
+        return np.lexsort((self.timestamp, self.user))
+
     def sorted_by_time(self) -> Interactions:
         """Events ordered by (user, timestamp) stable; by user alone when there are no timestamps."""
-        if self.timestamp is not None:
-            order = np.lexsort((self.timestamp, self.user))
-        else:
-            order = np.argsort(self.user, kind="stable")
-        return self.select(order)
+        return self.select(self.time_order())
 
     def user_histories(self, max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per-user item sequences in time order as CSR (offsets[n_users+1], items).

@@ -13,7 +13,7 @@ Inputs use one convention everywhere:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -121,4 +121,34 @@ def _import_builtin_nets() -> None:
                 raise
 
 
-__all__ = ["NetConfig", "RetrievalNet", "register_net", "net_class", "known_nets", "asdict"]
+__all__ = ["NetConfig", "RetrievalNet", "known_nets", "load_unique_state", "net_class", "register_net", "unique_state"]
+
+
+def unique_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """``state_dict`` without aliases (a table shared by two towers is saved once)."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[tuple[int, str, tuple[int, ...], tuple[int, ...]]] = set()
+    for key, value in module.state_dict().items():
+        if value.numel():
+            ident = (value.data_ptr(), str(value.dtype), tuple(value.shape), tuple(value.stride()))
+            if ident in seen:
+                continue
+            seen.add(ident)
+        out[key] = value
+    return out
+
+
+def load_unique_state(module: nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:
+    """Inverse of :func:`unique_state`: every non-alias key must be present, nothing extra."""
+    from turborec.errors import ArtifactError
+
+    expected = set(unique_state(module))
+    given = set(tensors)
+    if expected != given:
+        missing = sorted(expected - given)[:5]
+        extra = sorted(given - expected)[:5]
+        raise ArtifactError(f"weights do not match the network (missing {missing}, unexpected {extra})")
+    try:
+        module.load_state_dict(dict(tensors), strict=False)
+    except RuntimeError as exc:
+        raise ArtifactError(f"weights do not match the network: {str(exc).splitlines()[0]}") from exc

@@ -68,7 +68,9 @@ class EmbeddingPlan:
             raise ConfigError(
                 f"unknown embedding kind '{spec.kind}' for table '{name}' (known: {', '.join(sorted(_BUILDERS))})"
             )
-        return builder(num_embeddings, dim, spec)
+        module = builder(num_embeddings, dim, spec)
+        module.turborec_table_name = name  # lets turborec.compress map a module back to its plan entry
+        return module
 
     def with_table(self, name: str, spec: EmbeddingSpec) -> EmbeddingPlan:
         return EmbeddingPlan(self.default, {**self.tables, name: spec})

@@ -1,0 +1,52 @@
+"""EASE (Steck 2019): a closed-form item-item linear model, the strong non-deep baseline."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from turborec.models.base import NetConfig, RetrievalNet, register_net
+from turborec.models.embeddings import EmbeddingPlan
+
+
+@dataclass(frozen=True)
+class EASEConfig(NetConfig):
+    l2: float = 500.0
+
+
+@register_net("ease")
+class EASENet(RetrievalNet):
+    """score(u) = x_u B, where x_u is the multi-hot of the user's history (all of it, not a window)."""
+
+    factorized = False
+    uses_history = True
+
+    def __init__(self, config: EASEConfig, dims: Mapping[str, int], embeddings: EmbeddingPlan | None = None):
+        super().__init__()
+        self.config = config
+        self.n_users = int(dims["n_users"])
+        self.n_items = int(dims["n_items"])
+        self.register_buffer("B", torch.zeros(self.n_items, self.n_items))
+
+    def fit_closed_form(self, gram: np.ndarray) -> None:
+        """B = I - P diag(1/diag(P)), P = (X^T X + l2 I)^-1, with a zero diagonal."""
+        g = np.asarray(gram, dtype=np.float64)
+        g[np.diag_indices_from(g)] += self.config.l2
+        p = np.linalg.inv(g)
+        b = p / (-np.diag(p))
+        b[np.diag_indices_from(b)] = 0.0
+        self.B.copy_(torch.from_numpy(b.astype(np.float32)))
+
+    def user_vectors(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        x = torch.zeros(history.shape[0], self.n_items + 1, device=self.B.device)
+        x.scatter_(1, torch.where(history >= 0, history, self.n_items), 1.0)
+        return x[:, : self.n_items]
+
+    def item_vectors(self) -> torch.Tensor:
+        return self.B.T  # scores = x @ B = x @ (B^T)^T
+
+    def forward(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        return self.user_vectors(users, history) @ self.B

@@ -1,0 +1,117 @@
+"""Two-tower retrieval: a user tower (id + pooled recent history) and an item tower (id + features).
+
+The user tower reads the user's *recent items*, so a fresh click changes the
+user's vector at once, without retraining: the basis of real-time serving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from turborec.models.base import NetConfig, RetrievalNet, register_net
+from turborec.models.embeddings import EmbeddingPlan, pooled_lookup
+
+
+@dataclass(frozen=True)
+class TwoTowerConfig(NetConfig):
+    dim: int = 64
+    hidden: tuple[int, ...] = (256,)
+    use_user_id: bool = True
+    history_len: int = 50
+    use_item_features: bool = True
+    normalize: bool = True
+    temperature: float = 0.07
+    dropout: float = 0.1
+    embeddings: EmbeddingPlan = field(default_factory=EmbeddingPlan)
+
+
+def mlp(sizes: Sequence[int], dropout: float = 0.0) -> nn.Sequential:
+    """Linear layers with ReLU (and dropout) between them, none after the last."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+class UserTower(nn.Module):
+    """(users [B], history [B, L]) -> [B, dim]. Exportable: gathers, masked sums and an MLP."""
+
+    def __init__(self, config: TwoTowerConfig, n_users: int, item_table: nn.Module, plan: EmbeddingPlan):
+        super().__init__()
+        d = config.dim
+        self.use_user_id = config.use_user_id
+        self.normalize = config.normalize
+        self.user_emb = plan.build("user", n_users, d) if config.use_user_id else None
+        self.item_emb = item_table  # shared with the item tower
+        in_dim = d * (2 if config.use_user_id else 1)
+        self.mlp = mlp([in_dim, *config.hidden, d], config.dropout)
+
+    def forward(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        parts = [pooled_lookup(self.item_emb, history, "mean")]
+        if self.user_emb is not None:
+            known = (users >= 0).unsqueeze(1).to(parts[0].dtype)
+            parts.append(self.user_emb(users.clamp_min(0)) * known)
+        out = self.mlp(torch.cat(parts, dim=1))
+        return F.normalize(out, dim=-1) if self.normalize else out
+
+
+class ItemTower(nn.Module):
+    """item indices [N] -> [N, dim] from the id embedding plus pooled feature tokens."""
+
+    def __init__(self, config: TwoTowerConfig, item_table: nn.Module, n_tokens: int, token_width: int, plan: EmbeddingPlan):
+        super().__init__()
+        d = config.dim
+        self.normalize = config.normalize
+        self.item_emb = item_table
+        self.use_features = config.use_item_features and n_tokens > 0 and token_width > 0
+        self.token_emb = plan.build("item_feature", n_tokens, d) if self.use_features else None
+        self.register_buffer("item_tokens", torch.full((item_table.num_embeddings, max(token_width, 1)), -1, dtype=torch.long))
+        in_dim = d * (2 if self.use_features else 1)
+        self.mlp = mlp([in_dim, *config.hidden, d], config.dropout)
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        parts = [self.item_emb(items)]
+        if self.token_emb is not None:
+            parts.append(pooled_lookup(self.token_emb, self.item_tokens[items], "mean"))
+        out = self.mlp(torch.cat(parts, dim=1))
+        return F.normalize(out, dim=-1) if self.normalize else out
+
+
+@register_net("two-tower")
+class TwoTowerNet(RetrievalNet):
+    uses_history = True
+
+    def __init__(self, config: TwoTowerConfig, dims: Mapping[str, int], embeddings: EmbeddingPlan | None = None):
+        super().__init__()
+        plan = embeddings or config.embeddings
+        self.config = config
+        self.n_users = int(dims["n_users"])
+        self.n_items = int(dims["n_items"])
+        item_table = plan.build("item", self.n_items, config.dim)
+        self.user_tower = UserTower(config, self.n_users, item_table, plan)
+        self.item_tower = ItemTower(
+            config, item_table, int(dims.get("n_tokens", 0)), int(dims.get("token_width", 0)), plan
+        )
+        # item logits are divided by a temperature for training; scores for ranking are unaffected
+        self.register_buffer("log_q", torch.zeros(self.n_items))
+
+    def set_item_tokens(self, tokens: torch.Tensor) -> None:
+        buf = self.item_tower.item_tokens
+        buf.copy_(tokens[:, : buf.shape[1]].to(buf))
+
+    def user_vectors(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        return self.user_tower(users, history)
+
+    def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        if items is None:
+            items = torch.arange(self.n_items, device=self.log_q.device)
+        return self.item_tower(items)

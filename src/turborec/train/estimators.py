@@ -1,0 +1,169 @@
+"""The built-in retrieval estimators: popularity, MF-BPR, two-tower, EASE."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from turborec.data.interactions import Interactions
+from turborec.metrics.ranking import evaluate_ranking
+from turborec.models.ease import EASEConfig, EASENet
+from turborec.models.mf import MFConfig, MFNet
+from turborec.models.popularity import PopularityConfig, PopularityNet
+from turborec.models.two_tower import TwoTowerConfig, TwoTowerNet
+from turborec.train.recommender import Recommender, register_estimator
+from turborec.train.trainer import TrainConfig, TrainHistory, fit_loop
+
+
+def _valid_scorer(rec: Recommender, valid: Interactions | None, k: int = 10):  # type: ignore[no-untyped-def]
+    """Validation NDCG@k with training items masked (the early-stopping signal)."""
+    if valid is None or len(valid) == 0:
+        return None
+    assert rec.histories is not None
+    test = valid.to_csr()
+    mask = rec.histories.to_csr()
+
+    def score() -> float:
+        return evaluate_ranking(rec.score_users, test, exclude=mask, ks=(k,))[f"ndcg@{k}"]
+
+    return score
+
+
+@register_estimator("popularity")
+class PopularityRecommender(Recommender):
+    config_class = PopularityConfig
+
+    def _build_net(self, dims: Mapping[str, int]) -> PopularityNet:
+        return PopularityNet(self.config, dims)  # type: ignore[arg-type]
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        assert isinstance(self.net, PopularityNet)
+        self.net.set_counts(torch.from_numpy(train.item_popularity().astype(np.float32)))
+
+
+@register_estimator("ease")
+class EASERecommender(Recommender):
+    config_class = EASEConfig
+
+    def _build_net(self, dims: Mapping[str, int]) -> EASENet:
+        return EASENet(self.config, dims)  # type: ignore[arg-type]
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        assert isinstance(self.net, EASENet) and self.histories is not None
+        x = self.histories.to_csr()
+        gram = (x.T @ x).toarray()
+        self.net.fit_closed_form(gram)
+
+    def _similarity_vectors(self) -> np.ndarray:
+        # item-item weights: column j says how much each item predicts j
+        return self.item_vectors()
+
+
+def _positive_pairs(train: Interactions) -> tuple[np.ndarray, np.ndarray]:
+    pairs = np.unique(train.user.astype(np.int64) * train.n_items + train.item.astype(np.int64))
+    return pairs // train.n_items, pairs % train.n_items
+
+
+@register_estimator("bpr")
+class BPRRecommender(Recommender):
+    """Matrix factorisation trained with Bayesian Personalised Ranking (uniform negatives)."""
+
+    config_class = MFConfig
+    default_train = TrainConfig(epochs=200, batch_size=2048, lr=2e-3, weight_decay=0.0, patience=10)
+    def _build_net(self, dims: Mapping[str, int]) -> MFNet:
+        return MFNet(self.config, dims)  # type: ignore[arg-type]
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        net = self.net
+        assert isinstance(net, MFNet)
+        users, items = _positive_pairs(train)
+        cfg = self.train_config
+        gen = np.random.default_rng(cfg.seed)
+        n_items = train.n_items
+        dev = self.device
+
+        def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
+            order = gen.permutation(len(users))
+            for s in range(0, len(order), cfg.batch_size):
+                sel = order[s : s + cfg.batch_size]
+                neg = gen.integers(0, n_items, (len(sel), self.config.negatives))
+                yield tuple(torch.from_numpy(a).to(dev) for a in (users[sel], items[sel], neg))
+
+        def loss(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            u, i, j = batch
+            pu, qi, qj = net.user_emb(u), net.item_emb(i), net.item_emb(j)
+            diff = (pu * qi).sum(-1, keepdim=True) - (pu.unsqueeze(1) * qj).sum(-1)
+            reg = self.config.regularization * (pu.pow(2).sum() + qi.pow(2).sum() + qj.pow(2).sum() / qj.shape[1]) / len(u)
+            return -F.logsigmoid(diff).mean() + reg
+
+        self.history = fit_loop(net, loss, batches, cfg, _valid_scorer(self, valid), desc="bpr")
+
+
+@dataclass(frozen=True)
+class _TowerBatch:
+    users: torch.Tensor
+    items: torch.Tensor
+    history: torch.Tensor
+    negatives: torch.Tensor
+
+
+@register_estimator("two-tower")
+class TwoTowerRecommender(Recommender):
+    """Two-tower retrieval trained with sampled softmax: in-batch negatives with log-Q correction
+    plus uniformly sampled negatives (mixed negative sampling, Yang et al. 2020)."""
+
+    config_class = TwoTowerConfig
+    default_train = TrainConfig(epochs=60, batch_size=512, lr=2e-3, weight_decay=0.0, patience=5)
+    n_uniform_negatives: int = 512
+    history_dropout: float = 0.2
+
+    def _build_net(self, dims: Mapping[str, int]) -> TwoTowerNet:
+        return TwoTowerNet(self.config, dims)  # type: ignore[arg-type]
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        net = self.net
+        assert isinstance(net, TwoTowerNet) and self.histories is not None
+        cfg, tcfg = self.config, self.train_config
+        users, items = _positive_pairs(train)
+        n_items = train.n_items
+        dev = self.device
+        gen = np.random.default_rng(tcfg.seed)
+        hist_all = torch.from_numpy(self.histories.padded(np.arange(train.n_users), cfg.history_len)).to(dev)
+        pop = np.bincount(items, minlength=n_items).astype(np.float64) + 1.0
+        log_q_batch = torch.from_numpy(np.log(pop / pop.sum())).float().to(dev)
+        log_q_uniform = float(np.log(1.0 / n_items))
+        users_t = torch.from_numpy(users).to(dev)
+        items_t = torch.from_numpy(items).to(dev)
+        hist_gen = torch.Generator(device=dev).manual_seed(tcfg.seed)
+
+        def batches(epoch: int) -> Iterator[_TowerBatch]:
+            order = torch.from_numpy(gen.permutation(len(users))).to(dev)
+            for s in range(0, len(order), tcfg.batch_size):
+                sel = order[s : s + tcfg.batch_size]
+                u, i = users_t[sel], items_t[sel]
+                h = hist_all[u].clone()
+                # never let the target leak into its own input; drop some history for robustness
+                drop = torch.rand(h.shape, generator=hist_gen, device=dev) < self.history_dropout
+                h[(h == i.unsqueeze(1)) | drop] = -1
+                neg = torch.from_numpy(gen.integers(0, n_items, self.n_uniform_negatives)).to(dev)
+                yield _TowerBatch(u, i, h, neg)
+
+        def loss(b: _TowerBatch) -> torch.Tensor:
+            uv = net.user_vectors(b.users, b.history)
+            cand = torch.cat([b.items, b.negatives])
+            iv = net.item_vectors(cand)
+            logits = uv @ iv.T / cfg.temperature
+            bsz = len(b.items)
+            correction = torch.cat([log_q_batch[b.items] + np.log(bsz), torch.full_like(b.negatives, log_q_uniform, dtype=torch.float) + np.log(len(b.negatives))])
+            logits = logits - correction.unsqueeze(0)
+            # a candidate equal to the row's positive (other than itself) is not a negative
+            same = b.items.unsqueeze(1) == cand.unsqueeze(0)
+            same[torch.arange(bsz), torch.arange(bsz)] = False
+            logits = logits.masked_fill(same, float("-inf"))
+            return F.cross_entropy(logits, torch.arange(bsz, device=dev))
+
+        self.history: TrainHistory = fit_loop(net, loss, batches, tcfg, _valid_scorer(self, valid), desc="two-tower")

@@ -1,0 +1,311 @@
+"""Estimators in the style of ``implicit``: ``fit`` / ``recommend`` / ``similar_items`` / ``save``.
+
+An estimator owns a network (``turborec.models``), the vocabularies, and each
+user's training history (for filtering seen items and as the user tower's input).
+Subclasses only say how to build and fit their network.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+
+from turborec._util.artifact import Artifact, load_artifact, save_artifact
+from turborec.data.interactions import Interactions, ItemFeatures
+from turborec.data.vocab import Vocabulary
+from turborec.errors import ConfigError, DataError, NotFittedError
+from turborec.metrics.ranking import RankingReport, evaluate_ranking, top_k_from_scores
+from turborec.models.base import NetConfig, RetrievalNet, load_unique_state, unique_state
+from turborec.train.history import Histories, pad_lists
+from turborec.train.trainer import TrainConfig, resolve_device, seed_everything
+
+R = TypeVar("R", bound="Recommender")
+_ESTIMATORS: dict[str, type[Recommender]] = {}
+
+
+def register_estimator(name: str) -> Callable[[type[R]], type[R]]:
+    def deco(cls: type[R]) -> type[R]:
+        cls.name = name
+        _ESTIMATORS[name] = cls
+        return cls
+
+    return deco
+
+
+def estimator_class(name: str) -> type[Recommender]:
+    from turborec.train import estimators  # noqa: F401  (registers the built-in estimators)
+
+    try:
+        return _ESTIMATORS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model '{name}' (known: {', '.join(sorted(_ESTIMATORS))})") from None
+
+
+def known_estimators() -> list[str]:
+    from turborec.train import estimators  # noqa: F401
+
+    return sorted(_ESTIMATORS)
+
+
+class Recommender(abc.ABC):
+    """Base estimator. ``config`` types the network; ``train_config`` the optimisation."""
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[NetConfig]]
+    default_train: ClassVar[TrainConfig] = TrainConfig()
+
+    def __init__(self, config: NetConfig | None = None, train: TrainConfig | None = None, **overrides: Any):
+        cfg = config or self.config_class()
+        tcfg = train or self.default_train
+        net_fields = {f.name for f in fields(cfg)}
+        train_fields = {f.name for f in fields(tcfg)}
+        net_over = {k: v for k, v in overrides.items() if k in net_fields}
+        train_over = {k: v for k, v in overrides.items() if k in train_fields}
+        unknown = set(overrides) - net_fields - train_fields
+        if unknown:
+            known = sorted(net_fields | train_fields)
+            raise ConfigError(f"{self.name}: unknown option(s) {sorted(unknown)}; known: {', '.join(known)}")
+        self.config = replace(cfg, **net_over)  # type: ignore[type-var]
+        self.train_config = replace(tcfg, **train_over)
+        self.net: RetrievalNet | None = None
+        self.users: Vocabulary | None = None
+        self.items: Vocabulary | None = None
+        self.histories: Histories | None = None
+        self.item_features: ItemFeatures | None = None
+        self.metrics: dict[str, Any] = {}
+        self.fit_seconds: float = 0.0
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self: R, train: Interactions, valid: Interactions | None = None) -> R:
+        """Fit on ``train``; ``valid`` (same vocabularies) drives early stopping where the model trains."""
+        import time
+
+        if len(train) == 0:
+            raise DataError("cannot fit on an empty set of interactions")
+        if valid is not None and (valid.users != train.users or valid.items != train.items):
+            raise DataError("train and valid must share vocabularies (split one Interactions)")
+        seed_everything(self.train_config.seed)
+        self.users, self.items = train.users, train.items
+        self.item_features = train.item_features
+        self.histories = Histories.from_interactions(train)
+        self.net = self._build_net(self.dims())
+        self._after_build()
+        self.net.to(self.device)
+        start = time.perf_counter()
+        self._fit(train, valid)
+        self.fit_seconds = time.perf_counter() - start
+        self.net.eval()
+        return self
+
+    def dims(self) -> dict[str, int]:
+        assert self.users is not None and self.items is not None
+        dims = {"n_users": len(self.users), "n_items": len(self.items)}
+        if self.item_features is not None:
+            dims["n_tokens"] = len(self.item_features.vocab)
+            dims["token_width"] = int(np.diff(self.item_features.offsets).max(initial=0))
+        return dims
+
+    @abc.abstractmethod
+    def _build_net(self, dims: Mapping[str, int]) -> RetrievalNet: ...
+
+    @abc.abstractmethod
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None: ...
+
+    def _after_build(self) -> None:
+        """Hook to set non-trained buffers (item tokens...) after building a net, also on load."""
+        net = self.net
+        if self.item_features is not None and hasattr(net, "set_item_tokens"):
+            net.set_item_tokens(torch.from_numpy(self.item_features.padded()))
+
+    @property
+    def device(self) -> torch.device:
+        return resolve_device(self.train_config.device)
+
+    # ---------------------------------------------------------------- inference
+    def _require(self) -> RetrievalNet:
+        if self.net is None or self.histories is None:
+            raise NotFittedError(f"{self.name or type(self).__name__} is not fitted; call fit() or load()")
+        return self.net
+
+    @property
+    def history_len(self) -> int | None:
+        """How many recent items the net reads (None = all: EASE)."""
+        return getattr(self.config, "history_len", None) if self._require().uses_history else 1
+
+    def user_histories(self, user_idx: np.ndarray) -> np.ndarray:
+        assert self.histories is not None
+        return self.histories.padded(user_idx, self.history_len)
+
+    @torch.no_grad()
+    def score_users(self, user_idx: np.ndarray, history: np.ndarray | None = None) -> np.ndarray:
+        """Scores [B, n_items] for user indices (-1 = anonymous) and optional explicit histories."""
+        net = self._require()
+        users = np.asarray(user_idx, dtype=np.int64)
+        hist = self.user_histories(np.maximum(users, 0)) if history is None else history
+        u = torch.from_numpy(users).to(self.device)
+        h = torch.from_numpy(np.asarray(hist, dtype=np.int64)).to(self.device)
+        return net(u, h).float().cpu().numpy()
+
+    @torch.no_grad()
+    def user_vectors(self, user_idx: np.ndarray, history: np.ndarray | None = None) -> np.ndarray:
+        net = self._require()
+        users = np.asarray(user_idx, dtype=np.int64)
+        hist = self.user_histories(np.maximum(users, 0)) if history is None else history
+        u = torch.from_numpy(users).to(self.device)
+        h = torch.from_numpy(np.asarray(hist, dtype=np.int64)).to(self.device)
+        return net.user_vectors(u, h).float().cpu().numpy()
+
+    @torch.no_grad()
+    def item_vectors(self) -> np.ndarray:
+        return self._require().item_vectors().float().cpu().numpy()
+
+    def _topk(self, scores: np.ndarray, rows: np.ndarray | None, N: int, exclude: Sequence[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+        if N <= 0:
+            raise ConfigError(f"N must be a positive integer, got {N}")
+        if rows is not None:
+            assert self.histories is not None
+            for r, u in enumerate(rows):
+                if u >= 0:
+                    scores[r, self.histories.of(int(u))] = -np.inf
+        if exclude is not None:
+            for r, ex in enumerate(exclude):
+                if len(ex):
+                    scores[r, ex] = -np.inf
+        top = top_k_from_scores(scores, N)
+        return top, np.take_along_axis(scores, top, axis=1)
+
+    def recommend(
+        self,
+        user_ids: Sequence[Any] | np.ndarray | Any,
+        N: int = 10,
+        filter_already_liked_items: bool = True,
+        filter_items: Sequence[Any] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-N external item ids and scores for external user ids (one id or a batch).
+
+        Items scoring ``-inf`` (filtered) only appear when fewer than N remain.
+        """
+        self._require()
+        assert self.users is not None and self.items is not None
+        single = np.isscalar(user_ids) or isinstance(user_ids, str)
+        ids = [user_ids] if single else list(user_ids)  # type: ignore[arg-type]
+        idx = self.users.encode(ids)
+        scores = self.score_users(idx)
+        blocked = None
+        if filter_items is not None:
+            block = self.items.encode(list(filter_items), unknown="minus1")
+            block = block[block >= 0]
+            blocked = [block] * len(idx)
+        top, sc = self._topk(scores, idx if filter_already_liked_items else None, N, blocked)
+        out_ids = self.items.decode(top)
+        if single:
+            return out_ids[0], sc[0]
+        return out_ids, sc
+
+    def recommend_for_history(
+        self, histories: Sequence[Sequence[Any]], N: int = 10, filter_history: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Anonymous users described by their recent external item ids (oldest first)."""
+        self._require()
+        assert self.items is not None
+        lists = [self.items.encode(list(h), unknown="minus1") for h in histories]
+        lists = [x[x >= 0] for x in lists]
+        padded = pad_lists(lists, self.history_len)
+        scores = self.score_users(np.full(len(lists), -1), padded)
+        top, sc = self._topk(scores, None, N, lists if filter_history else None)
+        return self.items.decode(top), sc
+
+    def similar_items(self, item_ids: Sequence[Any] | Any, N: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Most similar items by cosine of item vectors (the query item itself excluded)."""
+        self._require()
+        assert self.items is not None
+        single = np.isscalar(item_ids) or isinstance(item_ids, str)
+        ids = [item_ids] if single else list(item_ids)  # type: ignore[arg-type]
+        idx = self.items.encode(ids)
+        vecs = self._similarity_vectors()
+        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+        unit = vecs / np.maximum(norms, 1e-12)
+        scores = unit[idx] @ unit.T
+        top, sc = self._topk(scores, None, N, [np.array([i]) for i in idx])
+        out = self.items.decode(top)
+        return (out[0], sc[0]) if single else (out, sc)
+
+    def _similarity_vectors(self) -> np.ndarray:
+        return self.item_vectors()
+
+    # --------------------------------------------------------------- evaluation
+    def evaluate(
+        self, test: Interactions, exclude: Sequence[Interactions] = (), ks: Sequence[int] = (10, 20)
+    ) -> RankingReport:
+        """Full-ranking metrics on ``test``; training items and every set in ``exclude`` are masked."""
+        self._require()
+        assert self.histories is not None
+        if test.users != self.users or test.items != self.items:
+            test = test.with_vocabularies(self.users, self.items)  # type: ignore[arg-type]
+        mask = self.histories.to_csr()
+        for part in exclude:
+            if part.users != self.users or part.items != self.items:
+                part = part.with_vocabularies(self.users, self.items)  # type: ignore[arg-type]
+            mask = mask + part.to_csr()
+        return evaluate_ranking(self.score_users, test.to_csr(), exclude=mask.tocsr(), ks=ks)
+
+    # -------------------------------------------------------------- persistence
+    def save(self, path: str | Path, metrics: Mapping[str, Any] | None = None) -> Path:
+        net = self._require()
+        assert self.users is not None and self.items is not None and self.histories is not None
+        tensors: dict[str, Any] = {f"net.{k}": v for k, v in unique_state(net).items()}
+        tensors["history.offsets"] = torch.from_numpy(self.histories.offsets)
+        tensors["history.items"] = torch.from_numpy(self.histories.items)
+        json_files: dict[str, Any] = {"vocab/users.json": self.users.to_json(), "vocab/items.json": self.items.to_json()}
+        if self.item_features is not None:
+            json_files["item_features.json"] = self.item_features.to_json()
+        config = {
+            "estimator": self.name,
+            "net": self.config.to_dict(),
+            "dims": self.dims(),
+            "train": self.train_config.to_dict(),
+        }
+        merged = {**self.metrics, **(metrics or {})}
+        return save_artifact(
+            path, kind="retrieval", config=config, tensors=tensors, json_files=json_files, metrics=merged,
+            info={"fit_seconds": self.fit_seconds},
+        )
+
+    @classmethod
+    def from_artifact(cls: type[R], art: Artifact, device: str = "cpu") -> R:
+        cfg = art.config
+        obj = cls(cls.config_class.from_dict(cfg["net"]), TrainConfig(**{**cfg.get("train", {}), "device": device}))
+        obj.users = Vocabulary.from_json(art.json("vocab/users.json"))
+        obj.items = Vocabulary.from_json(art.json("vocab/items.json"))
+        if art.has("item_features.json"):
+            obj.item_features = ItemFeatures.from_json(art.json("item_features.json"))
+        tensors = art.torch_tensors()
+        n_items = len(obj.items)
+        obj.histories = Histories(
+            tensors.pop("history.offsets").numpy().astype(np.int64),
+            tensors.pop("history.items").numpy().astype(np.int64),
+            n_items,
+        )
+        obj.net = obj._build_net(cfg["dims"])
+        load_unique_state(obj.net, {k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        obj.net.to(obj.device).eval()
+        obj.metrics = art.metrics
+        obj.fit_seconds = float(art.info.get("fit_seconds", 0.0))
+        return obj
+
+
+def load(path: str | Path, device: str = "cpu") -> Recommender:
+    """Load any saved retrieval estimator (checksums verified first)."""
+    art = load_artifact(path, kinds=("retrieval",))
+    name = art.config.get("estimator")
+    if not isinstance(name, str):
+        from turborec.errors import ArtifactError
+
+        raise ArtifactError(f"{path}: manifest names no estimator")
+    return estimator_class(name).from_artifact(art, device=device)
