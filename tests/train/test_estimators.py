@@ -34,7 +34,7 @@ def _random_ndcg(split, k: int = 10) -> float:  # type: ignore[no-untyped-def]
     class _Random(PopularityRecommender):
         def score_users(self, user_idx, history=None):  # type: ignore[no-untyped-def]
             rng = np.random.default_rng(len(user_idx))
-            return rng.random((len(user_idx), self.items and len(self.items) or 0)).astype(np.float32)
+            return rng.random((len(user_idx), len(self.items or ()))).astype(np.float32)
 
     return _Random(progress=False).fit(split.train).evaluate(split.test, exclude=[split.valid])[f"ndcg@{k}"]
 
@@ -64,7 +64,7 @@ def test_recommend_filters_seen_items_and_returns_external_ids(small_split, fitt
         seen = set(small_split.train.items.decode(model.histories.of(small_split.train.users.index(u))).tolist())
         assert not seen & set(row.tolist())
         assert set(row.tolist()) <= set(small_split.train.items.ids)
-    unfiltered, _ = model.recommend(users[0], N=model.items and len(model.items), filter_already_liked_items=False)
+    unfiltered, _ = model.recommend(users[0], N=len(model.items or ()), filter_already_liked_items=False)
     assert len(set(unfiltered.tolist())) == len(model.items)
     one, _ = model.recommend(users[0], N=3, filter_items=[ids[0][0]])
     assert ids[0][0] not in one.tolist()

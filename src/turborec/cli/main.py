@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("cmd_train", "train a model on a dataset and save it as an artifact directory"),
     "evaluate": ("cmd_evaluate", "full-ranking evaluation of a saved model (protocol split or your own train/test files)"),
     "recommend": ("cmd_recommend", "top-k recommendations from a saved model for one user or a file of users"),
+    "compress": ("cmd_compress", "quantize / prune / distill a saved model, or --report what each variant costs and saves"),
 }
 
 EPILOG = """examples:

@@ -89,7 +89,7 @@ def evaluate_ranking(
     """
     if not ks or min(ks) <= 0:
         raise ConfigError(f"cutoffs must be positive integers, got {list(ks)}")
-    n_users, n_items = test.shape
+    n_items = test.shape[1]
     if exclude is not None and exclude.shape != test.shape:
         raise ConfigError(f"exclude matrix shape {exclude.shape} differs from test {test.shape}")
     test = test.tocsr()

@@ -44,7 +44,7 @@ class NetConfig:
             f = known[name]
             default = f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
             if hasattr(default, "from_dict") and isinstance(value, Mapping):
-                value = type(default).from_dict(value)
+                value = type(default).from_dict(value)  # type: ignore[union-attr]
             elif isinstance(value, list):
                 value = tuple(value)
             kwargs[name] = value

@@ -23,6 +23,8 @@ class EASENet(RetrievalNet):
 
     factorized = False
     uses_history = True
+    config: EASEConfig
+    B: torch.Tensor
 
     def __init__(self, config: EASEConfig, dims: Mapping[str, int], embeddings: EmbeddingPlan | None = None):
         super().__init__()

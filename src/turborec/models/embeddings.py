@@ -11,6 +11,7 @@ and ``embedding_dim``. ``nn.Embedding`` satisfies it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,7 +70,7 @@ class EmbeddingPlan:
                 f"unknown embedding kind '{spec.kind}' for table '{name}' (known: {', '.join(sorted(_BUILDERS))})"
             )
         module = builder(num_embeddings, dim, spec)
-        module.turborec_table_name = name  # lets turborec.compress map a module back to its plan entry
+        module.turborec_table_name = name  # type: ignore[assignment]  # lets turborec.compress map a module back to its plan entry
         return module
 
     def with_table(self, name: str, spec: EmbeddingSpec) -> EmbeddingPlan:
@@ -97,10 +98,8 @@ def _dense(num: int, dim: int, spec: EmbeddingSpec) -> nn.Module:
 
 def _ensure_builtin_kinds() -> None:
     """Import modules that register further kinds (kept lazy to keep import light)."""
-    try:
+    with contextlib.suppress(ImportError):
         import turborec.models.compact  # noqa: F401  (registers quantized / compositional tables)
-    except ImportError:
-        pass
 
 
 def pooled_lookup(table: nn.Module, indices: torch.Tensor, mode: str = "mean") -> torch.Tensor:
@@ -137,6 +136,6 @@ __all__ = [
     "EmbeddingSpec",
     "pooled_lookup",
     "register_table",
-    "table_nbytes",
     "spec_summary",
+    "table_nbytes",
 ]

@@ -16,12 +16,15 @@ class MFConfig(NetConfig):
     dim: int = 64
     regularization: float = 1e-2  # L2 on the embeddings a batch touches (used by BPR training)
     negatives: int = 1  # sampled negatives per positive pair (BPR loss averaged over them)
+    item_bias: bool = True  # per-item offset (popularity prior), folded into the vectors
     embeddings: EmbeddingPlan = field(default_factory=EmbeddingPlan)
 
 
 @register_net("mf")
 class MFNet(RetrievalNet):
-    """score(u, i) = <p_u, q_i>; an anonymous user (-1) is the mean of its history's item vectors."""
+    """score(u, i) = <p_u, q_i> + b_i; an anonymous user (-1) is the mean of its history's item vectors."""
+
+    config: MFConfig
 
     def __init__(self, config: MFConfig, dims: Mapping[str, int], embeddings: EmbeddingPlan | None = None):
         super().__init__()
@@ -31,6 +34,9 @@ class MFNet(RetrievalNet):
         self.n_items = int(dims["n_items"])
         self.user_emb = plan.build("user", self.n_users, config.dim)
         self.item_emb = plan.build("item", self.n_items, config.dim)
+        self.item_bias = plan.build("item_bias", self.n_items, 1) if config.item_bias else None
+        if isinstance(self.item_bias, torch.nn.Embedding):
+            torch.nn.init.zeros_(self.item_bias.weight)
 
     def user_vectors(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         known = (users >= 0).unsqueeze(1)
@@ -38,19 +44,27 @@ class MFNet(RetrievalNet):
         mask = history >= 0
         hist = self.item_emb(history.clamp_min(0)) * mask.unsqueeze(-1)
         fallback = hist.sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
-        return torch.where(known, vec, fallback)
+        out = torch.where(known, vec, fallback)
+        if self.item_bias is None:
+            return out
+        return torch.cat([out, torch.ones_like(out[:, :1])], dim=1)
 
     def item_vectors(self) -> torch.Tensor:
         idx = torch.arange(self.n_items, device=_device(self))
-        return self.item_emb(idx)
+        v = self.item_emb(idx)
+        if self.item_bias is None:
+            return v
+        return torch.cat([v, self.item_bias(idx)], dim=1)
 
-    def pair_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return (self.user_emb(users) * self.item_emb(items)).sum(-1)
+    def bias(self, items: torch.Tensor) -> torch.Tensor:
+        if self.item_bias is None:
+            return torch.zeros(items.shape, device=items.device)
+        return self.item_bias(items).squeeze(-1)
 
 
 def _device(module: torch.nn.Module) -> torch.device:
-    for t in module.parameters():
-        return t.device
-    for t in module.buffers():
-        return t.device
+    for p in module.parameters():
+        return p.device
+    for b in module.buffers():
+        return b.device
     return torch.device("cpu")

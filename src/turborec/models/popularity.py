@@ -18,6 +18,7 @@ class PopularityConfig(NetConfig):
 
 @register_net("popularity")
 class PopularityNet(RetrievalNet):
+    counts: torch.Tensor
     def __init__(self, config: PopularityConfig, dims: Mapping[str, int], embeddings: EmbeddingPlan | None = None):
         super().__init__()
         self.config = config

@@ -6,6 +6,7 @@ user's vector at once, without retraining: the basis of real-time serving.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -27,13 +28,19 @@ class TwoTowerConfig(NetConfig):
     normalize: bool = True
     temperature: float = 0.07
     dropout: float = 0.1
+    item_bias: bool = True  # a learned per-item score offset (popularity prior), folded into the vectors
+    # training: catalogs up to this size use the full softmax over all items (exact, no sampling bias);
+    # larger ones use in-batch negatives with log-Q correction plus ``sampled_negatives`` uniform ones
+    full_softmax_below: int = 20_000
+    sampled_negatives: int = 512
+    history_dropout: float = 0.2
     embeddings: EmbeddingPlan = field(default_factory=EmbeddingPlan)
 
 
 def mlp(sizes: Sequence[int], dropout: float = 0.0) -> nn.Sequential:
     """Linear layers with ReLU (and dropout) between them, none after the last."""
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
@@ -67,6 +74,8 @@ class UserTower(nn.Module):
 class ItemTower(nn.Module):
     """item indices [N] -> [N, dim] from the id embedding plus pooled feature tokens."""
 
+    item_tokens: torch.Tensor
+
     def __init__(self, config: TwoTowerConfig, item_table: nn.Module, n_tokens: int, token_width: int, plan: EmbeddingPlan):
         super().__init__()
         d = config.dim
@@ -74,7 +83,8 @@ class ItemTower(nn.Module):
         self.item_emb = item_table
         self.use_features = config.use_item_features and n_tokens > 0 and token_width > 0
         self.token_emb = plan.build("item_feature", n_tokens, d) if self.use_features else None
-        self.register_buffer("item_tokens", torch.full((item_table.num_embeddings, max(token_width, 1)), -1, dtype=torch.long))
+        n_rows = int(item_table.num_embeddings)  # type: ignore[arg-type]
+        self.register_buffer("item_tokens", torch.full((n_rows, max(token_width, 1)), -1, dtype=torch.long))
         in_dim = d * (2 if self.use_features else 1)
         self.mlp = mlp([in_dim, *config.hidden, d], config.dropout)
 
@@ -89,6 +99,8 @@ class ItemTower(nn.Module):
 @register_net("two-tower")
 class TwoTowerNet(RetrievalNet):
     uses_history = True
+    config: TwoTowerConfig
+    log_q: torch.Tensor
 
     def __init__(self, config: TwoTowerConfig, dims: Mapping[str, int], embeddings: EmbeddingPlan | None = None):
         super().__init__()
@@ -101,7 +113,9 @@ class TwoTowerNet(RetrievalNet):
         self.item_tower = ItemTower(
             config, item_table, int(dims.get("n_tokens", 0)), int(dims.get("token_width", 0)), plan
         )
-        # item logits are divided by a temperature for training; scores for ranking are unaffected
+        self.item_bias = plan.build("item_bias", self.n_items, 1) if config.item_bias else None
+        if self.item_bias is not None and isinstance(self.item_bias, nn.Embedding):
+            nn.init.zeros_(self.item_bias.weight)
         self.register_buffer("log_q", torch.zeros(self.n_items))
 
     def set_item_tokens(self, tokens: torch.Tensor) -> None:
@@ -109,9 +123,17 @@ class TwoTowerNet(RetrievalNet):
         buf.copy_(tokens[:, : buf.shape[1]].to(buf))
 
     def user_vectors(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        return self.user_tower(users, history)
+        """[B, d (+1)]: the tower output over the temperature, with a trailing 1 that meets the item bias."""
+        u = self.user_tower(users, history) / self.config.temperature
+        if self.item_bias is None:
+            return u
+        return torch.cat([u, torch.ones_like(u[:, :1])], dim=1)
 
     def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """[N, d (+1)]: the tower output and the item's bias, so <user, item> = cos / T + bias."""
         if items is None:
             items = torch.arange(self.n_items, device=self.log_q.device)
-        return self.item_tower(items)
+        v = self.item_tower(items)
+        if self.item_bias is None:
+            return v
+        return torch.cat([v, self.item_bias(items)], dim=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +73,7 @@ class BPRRecommender(Recommender):
     """Matrix factorisation trained with Bayesian Personalised Ranking (uniform negatives)."""
 
     config_class = MFConfig
+    config: MFConfig
     default_train = TrainConfig(epochs=200, batch_size=2048, lr=2e-3, weight_decay=0.0, patience=10)
     def _build_net(self, dims: Mapping[str, int]) -> MFNet:
         return MFNet(self.config, dims)  # type: ignore[arg-type]
@@ -96,7 +97,7 @@ class BPRRecommender(Recommender):
         def loss(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
             u, i, j = batch
             pu, qi, qj = net.user_emb(u), net.item_emb(i), net.item_emb(j)
-            diff = (pu * qi).sum(-1, keepdim=True) - (pu.unsqueeze(1) * qj).sum(-1)
+            diff = ((pu * qi).sum(-1) + net.bias(i)).unsqueeze(1) - ((pu.unsqueeze(1) * qj).sum(-1) + net.bias(j))
             reg = self.config.regularization * (pu.pow(2).sum() + qi.pow(2).sum() + qj.pow(2).sum() / qj.shape[1]) / len(u)
             return -F.logsigmoid(diff).mean() + reg
 
@@ -117,9 +118,11 @@ class TwoTowerRecommender(Recommender):
     plus uniformly sampled negatives (mixed negative sampling, Yang et al. 2020)."""
 
     config_class = TwoTowerConfig
+    config: TwoTowerConfig
     default_train = TrainConfig(epochs=60, batch_size=512, lr=2e-3, weight_decay=0.0, patience=5)
-    n_uniform_negatives: int = 512
-    history_dropout: float = 0.2
+    # an extra training term f(batch) -> scalar added to the loss (e.g. distillation from a
+    # teacher, set by turborec.compress); never saved
+    aux_loss: Callable[[_TowerBatch], torch.Tensor] | None = None
 
     def _build_net(self, dims: Mapping[str, int]) -> TwoTowerNet:
         return TwoTowerNet(self.config, dims)  # type: ignore[arg-type]
@@ -147,18 +150,26 @@ class TwoTowerRecommender(Recommender):
                 u, i = users_t[sel], items_t[sel]
                 h = hist_all[u].clone()
                 # never let the target leak into its own input; drop some history for robustness
-                drop = torch.rand(h.shape, generator=hist_gen, device=dev) < self.history_dropout
+                drop = torch.rand(h.shape, generator=hist_gen, device=dev) < cfg.history_dropout
                 h[(h == i.unsqueeze(1)) | drop] = -1
-                neg = torch.from_numpy(gen.integers(0, n_items, self.n_uniform_negatives)).to(dev)
+                neg = torch.from_numpy(gen.integers(0, n_items, cfg.sampled_negatives)).to(dev)
                 yield _TowerBatch(u, i, h, neg)
+
+        full = n_items <= cfg.full_softmax_below
+        all_items = torch.arange(n_items, device=dev)
 
         def loss(b: _TowerBatch) -> torch.Tensor:
             uv = net.user_vectors(b.users, b.history)
-            cand = torch.cat([b.items, b.negatives])
-            iv = net.item_vectors(cand)
-            logits = uv @ iv.T / cfg.temperature
             bsz = len(b.items)
-            correction = torch.cat([log_q_batch[b.items] + np.log(bsz), torch.full_like(b.negatives, log_q_uniform, dtype=torch.float) + np.log(len(b.negatives))])
+            if full:  # exact softmax over the whole catalog
+                logits = uv @ net.item_vectors(all_items).T
+                return F.cross_entropy(logits, b.items)
+            cand = torch.cat([b.items, b.negatives])
+            logits = uv @ net.item_vectors(cand).T  # temperature and item bias are inside the vectors
+            correction = torch.cat([
+                log_q_batch[b.items] + np.log(bsz),
+                torch.full_like(b.negatives, log_q_uniform, dtype=torch.float) + np.log(len(b.negatives)),
+            ])
             logits = logits - correction.unsqueeze(0)
             # a candidate equal to the row's positive (other than itself) is not a negative
             same = b.items.unsqueeze(1) == cand.unsqueeze(0)
@@ -166,4 +177,6 @@ class TwoTowerRecommender(Recommender):
             logits = logits.masked_fill(same, float("-inf"))
             return F.cross_entropy(logits, torch.arange(bsz, device=dev))
 
-        self.history: TrainHistory = fit_loop(net, loss, batches, tcfg, _valid_scorer(self, valid), desc="two-tower")
+        aux = self.aux_loss
+        objective = loss if aux is None else (lambda b: loss(b) + aux(b))
+        self.history: TrainHistory = fit_loop(net, objective, batches, tcfg, _valid_scorer(self, valid), desc="two-tower")

@@ -11,7 +11,7 @@ import abc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -80,22 +80,34 @@ class Recommender(abc.ABC):
         self.item_features: ItemFeatures | None = None
         self.metrics: dict[str, Any] = {}
         self.fit_seconds: float = 0.0
+        # records of compression transforms applied to ``net`` (written by turborec.compress),
+        # replayed on load through LoadHooks so pruned / dynamically quantized nets rebuild
+        self.transforms: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ fitting
-    def fit(self: R, train: Interactions, valid: Interactions | None = None) -> R:
-        """Fit on ``train``; ``valid`` (same vocabularies) drives early stopping where the model trains."""
+    def fit(self: R, train: Interactions, valid: Interactions | None = None, *, warm_start: bool = False) -> R:
+        """Fit on ``train``; ``valid`` (same vocabularies) drives early stopping where the model trains.
+
+        ``warm_start=True`` continues training the current network (fine-tuning after compression)
+        instead of building a new one; ``train`` must use the vocabularies it was fitted with.
+        """
         import time
 
         if len(train) == 0:
             raise DataError("cannot fit on an empty set of interactions")
         if valid is not None and (valid.users != train.users or valid.items != train.items):
             raise DataError("train and valid must share vocabularies (split one Interactions)")
+        keep = warm_start and self.net is not None
+        if keep and (train.users != self.users or train.items != self.items):
+            raise DataError("warm_start: train must use the vocabularies the model was fitted with")
         seed_everything(self.train_config.seed)
         self.users, self.items = train.users, train.items
         self.item_features = train.item_features
         self.histories = Histories.from_interactions(train)
-        self.net = self._build_net(self.dims())
-        self._after_build()
+        if not keep:
+            self.net = self._build_net(self.dims())
+            self._after_build()
+        assert self.net is not None
         self.net.to(self.device)
         start = time.perf_counter()
         self._fit(train, valid)
@@ -119,9 +131,9 @@ class Recommender(abc.ABC):
 
     def _after_build(self) -> None:
         """Hook to set non-trained buffers (item tokens...) after building a net, also on load."""
-        net = self.net
-        if self.item_features is not None and hasattr(net, "set_item_tokens"):
-            net.set_item_tokens(torch.from_numpy(self.item_features.padded()))
+        setter = getattr(self.net, "set_item_tokens", None)
+        if self.item_features is not None and setter is not None:
+            setter(torch.from_numpy(self.item_features.padded()))
 
     @property
     def device(self) -> torch.device:
@@ -270,6 +282,7 @@ class Recommender(abc.ABC):
             "net": self.config.to_dict(),
             "dims": self.dims(),
             "train": self.train_config.to_dict(),
+            "transforms": list(self.transforms),
         }
         merged = {**self.metrics, **(metrics or {})}
         return save_artifact(
@@ -278,8 +291,16 @@ class Recommender(abc.ABC):
         )
 
     @classmethod
-    def from_artifact(cls: type[R], art: Artifact, device: str = "cpu") -> R:
+    def from_artifact(cls: type[R], art: Artifact, device: str = "cpu", hooks: LoadHooks | None = None) -> R:
         cfg = art.config
+        records = list(cfg.get("transforms", []))
+        if records and hooks is None:
+            from turborec.errors import ArtifactError
+
+            raise ArtifactError(
+                f"{art.path}: this model was compressed ({', '.join(str(r.get('transform')) for r in records)}); "
+                "load it with turborec.compress.load"
+            )
         obj = cls(cls.config_class.from_dict(cfg["net"]), TrainConfig(**{**cfg.get("train", {}), "device": device}))
         obj.users = Vocabulary.from_json(art.json("vocab/users.json"))
         obj.items = Vocabulary.from_json(art.json("vocab/items.json"))
@@ -293,14 +314,27 @@ class Recommender(abc.ABC):
             n_items,
         )
         obj.net = obj._build_net(cfg["dims"])
+        if hooks is not None:
+            hooks.prepare(obj.net, records)
         load_unique_state(obj.net, {k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        if hooks is not None:
+            hooks.finish(obj.net, records)
+        obj.transforms = records
         obj.net.to(obj.device).eval()
         obj.metrics = art.metrics
         obj.fit_seconds = float(art.info.get("fit_seconds", 0.0))
         return obj
 
 
-def load(path: str | Path, device: str = "cpu") -> Recommender:
+class LoadHooks(Protocol):
+    """Replays compression transforms around weight loading (implemented by turborec.compress)."""
+
+    def prepare(self, net: torch.nn.Module, records: list[dict[str, Any]]) -> None: ...
+
+    def finish(self, net: torch.nn.Module, records: list[dict[str, Any]]) -> None: ...
+
+
+def load(path: str | Path, device: str = "cpu", hooks: LoadHooks | None = None) -> Recommender:
     """Load any saved retrieval estimator (checksums verified first)."""
     art = load_artifact(path, kinds=("retrieval",))
     name = art.config.get("estimator")
@@ -308,4 +342,4 @@ def load(path: str | Path, device: str = "cpu") -> Recommender:
         from turborec.errors import ArtifactError
 
         raise ArtifactError(f"{path}: manifest names no estimator")
-    return estimator_class(name).from_artifact(art, device=device)
+    return estimator_class(name).from_artifact(art, device=device, hooks=hooks)

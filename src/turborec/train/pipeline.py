@@ -1,0 +1,317 @@
+"""Two-stage recommendation: retrieve N candidates, rank them with a CTR ranker, filter, cut to K.
+
+The ranker is trained *on the validation part* (stacking): for each user, the
+retriever's top-N candidates (training items excluded) are labelled 1 when they
+are in the user's validation items and 0 otherwise, so it learns to re-order what
+the retriever actually returns. Features are computed from (user, recent history,
+candidates) only, so the same code serves live users whose history changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from turborec._util.artifact import load_artifact, save_artifact
+from turborec.data.ctr import CTRData
+from turborec.data.interactions import Interactions
+from turborec.errors import ArtifactError, ConfigError, DataError
+from turborec.metrics.ranking import evaluate_ranking
+from turborec.models.embeddings import EmbeddingPlan
+from turborec.models.rankers import RankerNet, build_ranker
+from turborec.train.ctr import CTRTrainConfig, fit_ranker
+from turborec.train.history import pad_lists
+from turborec.train.recommender import Recommender, load
+
+DENSE_FEATURES = (
+    "retrieval_score",
+    "log_rank",
+    "log_item_pop",
+    "log_history_len",
+    "cooc_score",
+    "cooc_max",
+    "sim_max",
+    "sim_mean",
+)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    n_candidates: int = 200
+    ranker: str = "dcnv2"
+    ranker_config: Mapping[str, Any] = field(default_factory=dict)
+    item_dim: int = 8
+    cooc_neighbors: int = 100  # item-item co-occurrence kept per item (0 disables the feature)
+    ranker_epochs: int = 20
+    ranker_lr: float = 2e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_candidates <= 0:
+            raise ConfigError(f"n_candidates must be positive, got {self.n_candidates}")
+
+
+def _cooccurrence(x: sp.csr_matrix, keep: int) -> sp.csr_matrix:
+    """Cosine-normalised item-item co-occurrence, top ``keep`` neighbours per item."""
+    xb = x.copy()
+    xb.data[:] = 1.0
+    c = (xb.T @ xb).tocsr().astype(np.float32)
+    c.setdiag(0)
+    c.eliminate_zeros()
+    pop = np.asarray(xb.sum(0)).ravel().astype(np.float32)
+    norm = 1.0 / np.sqrt(np.maximum(pop, 1.0))
+    c = sp.diags(norm) @ c @ sp.diags(norm)
+    c = c.tocsr()
+    if keep > 0:
+        rows, cols, vals = [], [], []
+        for i in range(c.shape[0]):
+            lo, hi = c.indptr[i], c.indptr[i + 1]
+            if hi - lo > keep:
+                sel = np.argpartition(-c.data[lo:hi], keep - 1)[:keep] + lo
+            else:
+                sel = np.arange(lo, hi)
+            rows.append(np.full(len(sel), i))
+            cols.append(c.indices[sel])
+            vals.append(c.data[sel])
+        c = sp.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=c.shape, dtype=np.float32
+        )
+    return c
+
+
+class TwoStagePipeline:
+    """Retriever (any fitted :class:`Recommender`) -> ranker -> filters -> top-K."""
+
+    def __init__(self, retriever: Recommender, config: PipelineConfig | None = None, **overrides: Any):
+        cfg = config or PipelineConfig()
+        self.config = PipelineConfig(**{**asdict(cfg), **overrides})
+        self.retriever = retriever
+        self.ranker: RankerNet | None = None
+        self.cooc: sp.csr_matrix | None = None
+        self.item_pop: np.ndarray | None = None
+        self.metrics: dict[str, Any] = {}
+
+    # ----------------------------------------------------------------- features
+    def _candidates(self, users: np.ndarray, history: np.ndarray, n: int, exclude: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        scores = self.retriever.score_users(users, history)
+        for r, ex in enumerate(exclude):
+            if len(ex):
+                scores[r, ex] = -np.inf
+        n = min(n, scores.shape[1])
+        part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+        ps = np.take_along_axis(scores, part, axis=1)
+        order = np.argsort(-ps, axis=1, kind="stable")
+        return np.take_along_axis(part, order, axis=1), np.take_along_axis(ps, order, axis=1)
+
+    def features(self, users: np.ndarray, history: np.ndarray, cands: np.ndarray, cand_scores: np.ndarray) -> CTRData:
+        """Rows for every (user, candidate): dense signals + sparse ids. ``history`` [B, L] -1 padded."""
+        assert self.item_pop is not None
+        b, c = cands.shape
+        item_vecs = self._item_unit()
+        hist_mask = history >= 0
+        hist_len = hist_mask.sum(1)
+        # similarity of each candidate to each history item, in the retriever's item space
+        hv = item_vecs[np.maximum(history, 0)] * hist_mask[..., None]  # [B, L, d]
+        cv = item_vecs[cands]  # [B, C, d]
+        sims = np.einsum("bcd,bld->bcl", cv, hv)
+        sims = np.where(hist_mask[:, None, :], sims, -np.inf)
+        sim_max = np.where(hist_len[:, None] > 0, sims.max(2), 0.0)
+        sim_mean = np.where(hist_mask[:, None, :], sims, 0.0).sum(2) / np.maximum(hist_len[:, None], 1)
+        cooc_sum = np.zeros((b, c), dtype=np.float32)
+        cooc_max = np.zeros((b, c), dtype=np.float32)
+        if self.cooc is not None:
+            for r in range(b):
+                h = history[r][hist_mask[r]]
+                if len(h):
+                    block = self.cooc[h][:, cands[r]].toarray()
+                    cooc_sum[r] = block.sum(0)
+                    cooc_max[r] = block.max(0)
+        rank = np.broadcast_to(np.log1p(np.arange(c, dtype=np.float32)), (b, c))
+        finite = np.where(np.isfinite(cand_scores), cand_scores, 0.0)
+        dense = np.stack(
+            [
+                finite,
+                rank,
+                np.log1p(self.item_pop[cands]),
+                np.broadcast_to(np.log1p(hist_len)[:, None], (b, c)),
+                np.log1p(cooc_sum),
+                cooc_max,
+                sim_max,
+                sim_mean,
+            ],
+            axis=-1,
+        ).astype(np.float32)
+        n_items = len(self.item_pop)
+        pop_bucket = np.minimum(np.log2(1 + self.item_pop[cands]).astype(np.int64), 15) + 1
+        len_bucket = np.broadcast_to(np.minimum(np.log2(1 + hist_len).astype(np.int64), 15)[:, None] + 1, (b, c))
+        sparse = np.stack([cands + 1, pop_bucket, len_bucket], axis=-1).astype(np.int64)
+        return CTRData(
+            dense=dense.reshape(b * c, -1),
+            sparse=sparse.reshape(b * c, -1),
+            label=None,
+            cardinalities=(n_items + 1, 17, 17),
+            dense_names=DENSE_FEATURES,
+            sparse_names=("item", "item_pop_bucket", "history_len_bucket"),
+        )
+
+    def _item_unit(self) -> np.ndarray:
+        vecs = self.__dict__.get("_unit")
+        if vecs is None:
+            v = self.retriever._similarity_vectors()
+            vecs = (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+            self.__dict__["_unit"] = vecs
+        return vecs
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, train: Interactions, valid: Interactions) -> TwoStagePipeline:
+        """Fit the retriever on ``train`` if it is not fitted, then the ranker on ``valid``."""
+        if self.retriever.net is None:
+            self.retriever.fit(train, valid)
+        if len(valid) == 0:
+            raise DataError("the ranker is trained on the validation part, which is empty")
+        cfg = self.config
+        x = train.to_csr()
+        self.item_pop = np.asarray((x > 0).sum(0)).ravel().astype(np.float32)
+        self.cooc = _cooccurrence(x, cfg.cooc_neighbors) if cfg.cooc_neighbors > 0 else None
+        valid_csr = valid.to_csr()
+        users = np.flatnonzero(np.diff(valid_csr.indptr) > 0)
+        rng = np.random.default_rng(cfg.seed)
+        rng.shuffle(users)
+        cut = max(1, int(0.85 * len(users)))
+        parts = [self._labelled(u, valid_csr) for u in (users[:cut], users[cut:])]
+        cards = parts[0].cardinalities
+        self.ranker = build_ranker(
+            cfg.ranker, dict(cfg.ranker_config), cardinalities=cards, n_dense=len(DENSE_FEATURES),
+            embeddings=EmbeddingPlan(),
+        )
+        tcfg = CTRTrainConfig(epochs=cfg.ranker_epochs, lr=cfg.ranker_lr, batch_size=1024, seed=cfg.seed,
+                              progress=False, patience=3)
+        result = fit_ranker(self.ranker, parts[0], parts[1] if len(parts[1]) else None, tcfg)
+        self.metrics["ranker_valid_auc"] = result.best_valid_auc
+        return self
+
+    def _labelled(self, users: np.ndarray, positives: sp.csr_matrix) -> CTRData:
+        hist = self.retriever.user_histories(users)
+        assert self.retriever.histories is not None
+        exclude = [self.retriever.histories.of(int(u)) for u in users]
+        cands, scores = self._candidates(users, hist, self.config.n_candidates, exclude)
+        data = self.features(users, hist, cands, scores)
+        sub = positives[users]
+        rows = np.repeat(np.arange(len(users)), cands.shape[1])
+        label = (np.asarray(sub[rows, cands.ravel()]).ravel() != 0).astype(np.float32)
+        return CTRData(data.dense, data.sparse, label, data.cardinalities, data.dense_names, data.sparse_names)
+
+    # ---------------------------------------------------------------- inference
+    @torch.no_grad()
+    def rank(self, users: np.ndarray, history: np.ndarray, exclude: list[np.ndarray], n_candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates re-ordered by the ranker: (item indices [B, N], ranker logits [B, N])."""
+        if self.ranker is None:
+            raise ConfigError("pipeline is not fitted")
+        n = n_candidates or self.config.n_candidates
+        cands, scores = self._candidates(users, history, n, exclude)
+        feats = self.features(users, history, cands, scores)
+        logits = self.ranker(torch.from_numpy(feats.dense), torch.from_numpy(feats.sparse)).float().numpy()
+        logits = logits.reshape(cands.shape)
+        logits = np.where(np.isfinite(scores), logits, -np.inf)
+        order = np.argsort(-logits, axis=1, kind="stable")
+        return np.take_along_axis(cands, order, axis=1), np.take_along_axis(logits, order, axis=1)
+
+    def recommend(self, user_ids: Sequence[Any], N: int = 10, filter_already_liked_items: bool = True,
+                  n_candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        r = self.retriever
+        assert r.users is not None and r.items is not None and r.histories is not None
+        if N <= 0:
+            raise ConfigError(f"N must be a positive integer, got {N}")
+        idx = r.users.encode(list(user_ids))
+        hist = r.user_histories(idx)
+        exclude = [r.histories.of(int(u)) for u in idx] if filter_already_liked_items else [np.zeros(0, np.int64)] * len(idx)
+        items, scores = self.rank(idx, hist, exclude, n_candidates)
+        return r.items.decode(items[:, :N]), scores[:, :N]
+
+    def recommend_for_history(self, histories: Sequence[Sequence[Any]], N: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        r = self.retriever
+        assert r.items is not None
+        lists = [r.items.encode(list(h), unknown="minus1") for h in histories]
+        lists = [x[x >= 0] for x in lists]
+        hist = pad_lists(lists, r.history_len)
+        items, scores = self.rank(np.full(len(lists), -1), hist, lists)
+        return r.items.decode(items[:, :N]), scores[:, :N]
+
+    def evaluate(self, test: Interactions, exclude: Sequence[Interactions] = (), ks: Sequence[int] = (10,),
+                 n_candidates: int | None = None) -> dict[str, float]:
+        """Full-ranking metrics: items outside the top-N candidates rank below every candidate."""
+        r = self.retriever
+        assert r.histories is not None
+        mask = r.histories.to_csr()
+        for part in exclude:
+            mask = mask + part.to_csr()
+        mask = mask.tocsr()
+        n_items = mask.shape[1]
+
+        def score_fn(users: np.ndarray) -> np.ndarray:
+            hist = r.user_histories(users)
+            ex = [mask.indices[mask.indptr[u] : mask.indptr[u + 1]] for u in users]
+            items, logits = self.rank(users, hist, ex, n_candidates)
+            out = np.full((len(users), n_items), -1e30, dtype=np.float32)
+            ranks = np.broadcast_to(-np.arange(items.shape[1], dtype=np.float32), items.shape)
+            np.put_along_axis(out, items, np.where(np.isfinite(logits), ranks, -1e30), axis=1)
+            return out
+
+        return evaluate_ranking(score_fn, test.to_csr(), exclude=mask, ks=ks, chunk_size=256).metrics
+
+    # -------------------------------------------------------------- persistence
+    def save(self, path: str | Path) -> Path:
+        if self.ranker is None or (self.cooc is None and self.config.cooc_neighbors > 0):
+            raise ConfigError("pipeline is not fitted")
+        assert self.item_pop is not None
+        ranker = self.ranker
+
+        def write_retriever(tmp: Path) -> None:
+            self.retriever.save(tmp / "retriever")
+
+        tensors: dict[str, Any] = {f"ranker.{k}": v.detach().cpu() for k, v in ranker.state_dict().items()}
+        tensors["item_pop"] = torch.from_numpy(self.item_pop)
+        if self.cooc is not None:
+            c = self.cooc.tocsr()
+            tensors["cooc.indptr"] = torch.from_numpy(c.indptr.astype(np.int64))
+            tensors["cooc.indices"] = torch.from_numpy(c.indices.astype(np.int64))
+            tensors["cooc.data"] = torch.from_numpy(c.data.astype(np.float32))
+        config = {
+            "pipeline": {**asdict(self.config), "ranker_config": dict(self.config.ranker_config)},
+            "ranker_net": ranker.kind,
+            "ranker_net_config": ranker.config.to_dict(),
+            "cardinalities": list(ranker.cardinalities),
+            "n_dense": ranker.n_dense,
+        }
+        return save_artifact(path, kind="pipeline", config=config, tensors=tensors, extra=write_retriever,
+                             metrics=self.metrics)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> TwoStagePipeline:
+        art = load_artifact(path, kinds=("pipeline",))
+        cfg = art.config
+        try:
+            retriever = load(art.path / "retriever", device=device)
+            pipe = cls(retriever, PipelineConfig(**cfg["pipeline"]))
+            pipe.ranker = build_ranker(cfg["ranker_net"], cfg["ranker_net_config"], cardinalities=cfg["cardinalities"],
+                                       n_dense=int(cfg["n_dense"]))
+            tensors = art.torch_tensors()
+            pipe.ranker.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("ranker.")}, strict=True)
+            pipe.ranker.eval()
+            pipe.item_pop = tensors["item_pop"].numpy()
+            if "cooc.indptr" in tensors:
+                n = len(pipe.item_pop)
+                pipe.cooc = sp.csr_matrix(
+                    (tensors["cooc.data"].numpy(), tensors["cooc.indices"].numpy(), tensors["cooc.indptr"].numpy()),
+                    shape=(n, n),
+                )
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise ArtifactError(f"{path}: cannot rebuild the pipeline ({exc})") from exc
+        pipe.metrics = art.metrics
+        return pipe
