@@ -20,6 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train", metavar="FILE", help="your training file (masked items), with --test")
     p.add_argument("--test", metavar="FILE", help="your test file, with --train")
     p.add_argument("-k", "--k", type=positive_int, action="append", help="cutoff(s), repeatable (default 10 and 20)")
+    p.add_argument("--task", choices=("retrieval", "pipeline", "ctr"), default=None,
+                   help="default: from the artifact (ctr: AUC / logloss / calibration)")
+    p.add_argument("--split", choices=("protocol", "none"), default="protocol",
+                   help="ctr: score the test part of the 8:1:1 split (default) or the whole file")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,24 +31,39 @@ def run(args: argparse.Namespace) -> int:
     from turborec.cli.report import print_table
     from turborec.data import apply_protocol
     from turborec.errors import ConfigError
-    from turborec.train import load
 
+    from turborec._util.artifact import load_artifact
+    from turborec.train.pipeline import load_model
+
+    kind = load_artifact(args.model_dir).kind
+    if kind == "ranker" or args.task == "ctr":
+        from turborec.cli.ctr import evaluate_ctr
+
+        return evaluate_ctr(args)
     ks = tuple(sorted(set(args.k or [10, 20])))
     if bool(args.train) != bool(args.test):
         raise ConfigError("--train and --test go together")
     if args.train and args.data:
         raise ConfigError("give either --data (protocol split) or --train/--test, not both")
-    model = load(args.model_dir)
+    model = load_model(args.model_dir)
     if args.train:
         train = load_interactions(args, args.train)
         test = load_interactions(args, args.test)
-        report = model.evaluate(test, exclude=[train], ks=ks)
+        metrics = _metrics(model.evaluate(test, exclude=[train], ks=ks))
         source = f"{args.train} / {args.test}"
     else:
         data = load_interactions(args)
         split = apply_protocol(args.protocol, data, seed=args.seed)
-        report = model.evaluate(split.test, exclude=[split.valid], ks=ks)
+        metrics = _metrics(model.evaluate(split.test, exclude=[split.valid], ks=ks))
         source = f"{args.data or 'synthetic'} ({args.protocol}, seed {args.seed})"
-    print(f"{model.name} on {source}: {report.n_users:,} users evaluated")
-    print_table([{"metric": m, "value": v} for m, v in report.metrics.items()])
+    n_users = int(metrics.pop("n_users", 0))
+    print(f"{model.name} on {source}: {n_users:,} users evaluated")
+    print_table([{"metric": m, "value": v} for m, v in metrics.items()])
     return 0
+
+
+def _metrics(report: object) -> dict[str, float]:
+    """RankingReport (estimators) or a plain dict (pipelines) -> dict with n_users."""
+    if isinstance(report, dict):
+        return dict(report)
+    return {**report.metrics, "n_users": float(report.n_users)}  # type: ignore[attr-defined]

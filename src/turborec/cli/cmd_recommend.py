@@ -47,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import tempfile
 
-    from turborec.train import load
+    from turborec.train.pipeline import load_model
 
-    model = load(args.model_dir)
+    model = load_model(args.model_dir)
     filt = not args.include_seen
     if args.user is not None:
         ids, scores = model.recommend(args.user, N=args.k, filter_already_liked_items=filt)

@@ -14,7 +14,13 @@ from turborec.cli.common import add_data_arguments, key_value, positive_int
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p)
-    p.add_argument("--model", default="two-tower", help="popularity, bpr, two-tower or ease (default two-tower)")
+    p.add_argument("--task", choices=("retrieval", "pipeline", "ctr"), default="retrieval",
+                   help="retrieval model, two-stage retrieve->rank pipeline, or CTR ranker (default retrieval)")
+    p.add_argument("--model", default=None,
+                   help="retrieval: popularity, bpr, two-tower, ease (default two-tower); "
+                        "ctr: logreg, dlrm, dcnv2, deepfm (default dcnv2)")
+    p.add_argument("--ranker", default="dcnv2", help="pipeline ranker: logreg, dlrm, dcnv2, deepfm (default dcnv2)")
+    p.add_argument("--candidates", type=positive_int, default=200, help="pipeline: retrieved candidates N (default 200)")
     p.add_argument("--out", required=True, metavar="DIR", help="artifact directory to write (replaced atomically)")
     p.add_argument("--protocol", default="recbole", help="split protocol: recbole, leave-last-out, temporal")
     p.add_argument("--split", choices=("protocol", "none"), default="protocol", help="'none' trains on the whole file")
@@ -28,6 +34,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.task == "ctr":
+        from turborec.cli.ctr import train_ctr
+
+        return train_ctr(args)
+    args.model = args.model or "two-tower"
     from turborec.cli.common import load_interactions
     from turborec.cli.report import print_table
     from turborec.data import apply_protocol
@@ -39,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     model = make_estimator(args.model, dict(args.param), **typed)  # validates options before loading data
     data = load_interactions(args)
     metrics: dict[str, object] = {"data": args.data or "synthetic", "model": args.model}
+    if args.task == "pipeline" and args.split == "none":
+        from turborec.errors import ConfigError
+
+        raise ConfigError("--task pipeline trains its ranker on the validation part: it needs a protocol split")
     if args.split == "none":
         model.fit(data)
         print(f"trained {args.model} on {len(data):,} interactions in {model.fit_seconds:.1f}s")
@@ -50,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         report = model.evaluate(split.test, exclude=[split.valid], ks=(args.k,))
         metrics.update({"protocol": args.protocol, "seed": args.seed, "test": report.metrics})
         print_table([{"model": args.model, **_pick(report.metrics, args.k), "fit_s": model.fit_seconds}])
+        if args.task == "pipeline":
+            return _pipeline(args, model, split, metrics)
     path = model.save(args.out, metrics=metrics)
     print(f"saved {path}")
     return 0
@@ -59,3 +76,19 @@ def _pick(metrics: dict[str, float], k: int) -> dict[str, float]:
     return {name: metrics[f"{name}@{k}"] for name in ("recall", "ndcg", "hit", "mrr") if f"{name}@{k}" in metrics} | {
         f"coverage@{k}": metrics.get(f"coverage@{k}", 0.0)
     }
+
+
+def _pipeline(args: argparse.Namespace, retriever: object, split: object, metrics: dict[str, object]) -> int:
+    from turborec.cli.report import print_table
+    from turborec.train.pipeline import TwoStagePipeline
+
+    pipe = TwoStagePipeline(retriever, n_candidates=args.candidates, ranker=args.ranker, seed=args.seed)  # type: ignore[arg-type]
+    pipe.fit(split.train, split.valid)  # type: ignore[attr-defined]
+    rows = []
+    for n in sorted({20, 50, 100, args.candidates}):
+        m = pipe.evaluate(split.test, exclude=[split.valid], ks=(args.k,), n_candidates=n)  # type: ignore[attr-defined]
+        rows.append({"candidates": n, **_pick(m, args.k)})
+    print_table(rows)
+    pipe.metrics.update({**metrics, "pipeline_test": rows})
+    print(f"saved {pipe.save(args.out)}")
+    return 0

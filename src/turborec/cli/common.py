@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-FORMATS = ("movielens", "csv", "parquet", "diginetica", "synthetic")
+FORMATS = ("movielens", "csv", "parquet", "diginetica", "synthetic", "criteo", "avazu", "libfm")
+CTR_FORMATS = ("criteo", "avazu", "libfm")
 
 
 def positive_int(text: str) -> int:
@@ -39,6 +40,8 @@ def load_interactions(args: argparse.Namespace, path: str | None = None) -> Any:
 
     data = path if path is not None else args.data
     fmt = args.format or ("movielens" if data else "synthetic")
+    if fmt in CTR_FORMATS:
+        raise ConfigError(f"--format {fmt} is CTR data: use --task ctr")
     options: dict[str, Any] = {}
     if fmt in ("csv", "parquet"):
         if not args.columns:

@@ -97,6 +97,20 @@ class TwoStagePipeline:
         self.item_pop: np.ndarray | None = None
         self.metrics: dict[str, Any] = {}
 
+    name = "pipeline"
+
+    @property
+    def users(self) -> Any:
+        return self.retriever.users
+
+    @property
+    def items(self) -> Any:
+        return self.retriever.items
+
+    @property
+    def item_features(self) -> Any:
+        return self.retriever.item_features
+
     # ----------------------------------------------------------------- features
     def _candidates(self, users: np.ndarray, history: np.ndarray, n: int, exclude: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         scores = self.retriever.score_users(users, history)
@@ -222,12 +236,17 @@ class TwoStagePipeline:
         order = np.argsort(-logits, axis=1, kind="stable")
         return np.take_along_axis(cands, order, axis=1), np.take_along_axis(logits, order, axis=1)
 
-    def recommend(self, user_ids: Sequence[Any], N: int = 10, filter_already_liked_items: bool = True,
+    def recommend(self, user_ids: Sequence[Any] | Any, N: int = 10, filter_already_liked_items: bool = True,
                   n_candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-N external ids and ranker scores for external user ids (one id or a batch)."""
         r = self.retriever
         assert r.users is not None and r.items is not None and r.histories is not None
         if N <= 0:
             raise ConfigError(f"N must be a positive integer, got {N}")
+        single = np.isscalar(user_ids) or isinstance(user_ids, str)
+        if single:
+            ids, sc = self.recommend([user_ids], N, filter_already_liked_items, n_candidates)
+            return ids[0], sc[0]
         idx = r.users.encode(list(user_ids))
         hist = r.user_histories(idx)
         exclude = [r.histories.of(int(u)) for u in idx] if filter_already_liked_items else [np.zeros(0, np.int64)] * len(idx)
@@ -263,7 +282,8 @@ class TwoStagePipeline:
             np.put_along_axis(out, items, np.where(np.isfinite(logits), ranks, -1e30), axis=1)
             return out
 
-        return evaluate_ranking(score_fn, test.to_csr(), exclude=mask, ks=ks, chunk_size=256).metrics
+        rep = evaluate_ranking(score_fn, test.to_csr(), exclude=mask, ks=ks, chunk_size=256)
+        return {**rep.metrics, "n_users": float(rep.n_users)}
 
     # -------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
@@ -315,3 +335,11 @@ class TwoStagePipeline:
             raise ArtifactError(f"{path}: cannot rebuild the pipeline ({exc})") from exc
         pipe.metrics = art.metrics
         return pipe
+
+
+def load_model(path: str | Path, device: str = "cpu") -> Recommender | TwoStagePipeline:
+    """Load a retrieval estimator or a two-stage pipeline, whichever the artifact holds."""
+    art = load_artifact(path, kinds=("retrieval", "pipeline"))
+    if art.kind == "pipeline":
+        return TwoStagePipeline.load(path, device=device)
+    return load(path, device=device)
