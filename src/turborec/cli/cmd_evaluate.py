@@ -27,12 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from turborec._util.artifact import load_artifact
     from turborec.cli.common import load_interactions
     from turborec.cli.report import print_table
     from turborec.data import apply_protocol
     from turborec.errors import ConfigError
-
-    from turborec._util.artifact import load_artifact
     from turborec.train.pipeline import load_model
 
     kind = load_artifact(args.model_dir).kind

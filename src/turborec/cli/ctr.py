@@ -43,6 +43,7 @@ def train_ctr(args: argparse.Namespace) -> int:
     from turborec.data.ctr import CTREncoder, shuffle_split
     from turborec.errors import ConfigError
     from turborec.models.base import net_class
+    from turborec.models.rankers import build_ranker
     from turborec.train.ctr import CTRTrainConfig, evaluate_ranker, fit_ranker, save_ranker
 
     kind = args.model or "dcnv2"
@@ -70,7 +71,7 @@ def train_ctr(args: argparse.Namespace) -> int:
     train_raw, valid_raw, test_raw = shuffle_split(raw, (0.8, 0.1, 0.1), seed=args.seed)
     encoder = CTREncoder(min_freq=10, standardize=True).fit(train_raw)
     train, valid, test = (encoder.transform(r) for r in (train_raw, valid_raw, test_raw))
-    model = cls(net, cardinalities=train.cardinalities, n_dense=train.dense.shape[1])  # type: ignore[call-arg]
+    model = build_ranker(kind, net, cardinalities=train.cardinalities, n_dense=train.dense.shape[1])
     fit = fit_ranker(model, train, valid, train_cfg)
     metrics = evaluate_ranker(model, test)
     print_table([{"model": kind, **metrics, "valid_auc": fit.best_valid_auc, "fit_s": fit.seconds}])
