@@ -111,8 +111,6 @@ def _compress(args: argparse.Namespace) -> int:
     distill = dict(args.distill)
     if spec.empty and not distill:
         raise ConfigError("nothing to do: give --quantize, --mlp int8, --prune, --distill or --finetune (or --report)")
-    if (distill or spec.finetune_epochs) and not args.data:
-        raise ConfigError("--distill and --finetune train on data: give --data (and --format if not movielens)")
     if artifact_kind(args.model) == "ranker":
         if distill or spec.finetune_epochs:
             raise ConfigError("--distill / --finetune of a ranker need its training rows: use "
@@ -131,6 +129,8 @@ def _compress(args: argparse.Namespace) -> int:
         raise ConfigError(f"--distill: {teacher.name} models take no distillation term (two-tower does)")
     if not spec.empty:
         spec.check(student._build_net(teacher.dims()) if student is not None else teacher.net)
+    if (distill or spec.finetune_epochs) and not args.data:
+        raise ConfigError("--distill and --finetune train on data: give --data (and --format if not movielens)")
     # all checked: now the work
     split = _split(args) if args.data else None
     model = teacher

@@ -1,0 +1,67 @@
+"""Serve a saved model over HTTP with micro-batching, live events, metrics and SLO-holding degradation.
+
+Binds 127.0.0.1 unless --host says otherwise. Endpoints: POST /v1/recommend,
+GET /v1/similar, POST /v1/events, /healthz, /readyz, /metrics (Prometheus),
+/docs (OpenAPI), POST /admin/reload (needs TURBOREC_SERVE_ADMIN_TOKEN; disabled
+without it). Every option can also come from TURBOREC_SERVE_<OPTION> variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from turborec.cli.common import positive_int
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("artifact", metavar="ARTIFACT", help="model directory written by 'turborec train' / 'tune'")
+    p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    p.add_argument("--slo-p99-ms", type=float, default=None, help="p99 latency budget the service holds (default 10)")
+    p.add_argument("--max-batch", type=positive_int, default=None, help="micro-batch size cap (default 64)")
+    p.add_argument("--max-wait-ms", type=float, default=None, help="longest a request waits for a batch (default 1)")
+    p.add_argument("--http", choices=("lean", "asgi", "fastapi"), default=None,
+                   help="HTTP front end: lean (default, fastest), asgi (uvicorn), fastapi (plain routes)")
+    p.add_argument("--store", choices=("memory", "sqlite", "redis"), default=None, help="user-state store")
+    p.add_argument("--store-path", default=None, help="SQLite file for --store sqlite")
+    p.add_argument("--redis-url", default=None, help="redis://127.0.0.1:6379/0 for --store redis")
+    p.add_argument("--no-adaptive-tiers", action="store_true", help="never degrade (always the full tier)")
+    p.add_argument("--ray", action="store_true", help="deploy on Ray Serve (needs turborec[ray])")
+    p.add_argument("--replicas", type=positive_int, default=1, help="Ray Serve replicas (with --ray)")
+    p.add_argument("--autoscale", action="store_true", help="with --ray: autoscale on ongoing requests up to 4 replicas")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from turborec._util.artifact import load_artifact
+
+    load_artifact(args.artifact)  # verify before binding a port: a bad artifact is a one-line error
+    overrides = {
+        "artifact": Path(args.artifact),
+        "host": args.host,
+        "port": args.port,
+        "slo_p99_ms": args.slo_p99_ms,
+        "max_batch": args.max_batch,
+        "max_wait_ms": args.max_wait_ms,
+        "http": args.http,
+        "store": args.store,
+        "store_path": args.store_path,
+        "redis_url": args.redis_url,
+        "adaptive_tiers": False if args.no_adaptive_tiers else None,
+    }
+    from turborec.serving.settings import ServeSettings
+
+    settings = ServeSettings.from_env(**overrides)
+    if args.ray:
+        from turborec.distributed.ray_serve import RayServeOptions, run_ray_server
+
+        options = RayServeOptions(replicas=args.replicas, autoscale=args.autoscale)
+        print(f"deploying {args.artifact} on Ray Serve ({args.replicas} replica(s)) at http://{settings.host}:{settings.port}")
+        run_ray_server(settings, options)
+        return 0
+    from turborec.serving.server import run_server
+
+    print(f"serving {args.artifact} on http://{settings.host}:{settings.port} (SLO p99 {settings.slo_p99_ms} ms)")
+    run_server(settings)
+    return 0

@@ -1,0 +1,306 @@
+"""The HTTP layer: FastAPI routes (schema, docs, validation) plus a lean ASGI fast path for the hot endpoints.
+
+``create_app`` returns an ASGI app. With ``fast_path`` (the default) the two
+hot endpoints, ``POST /v1/recommend`` and ``POST /v1/events``, are answered by
+:class:`LeanRouter` straight from ASGI with the *same* pydantic models and the
+same service calls, skipping FastAPI's dependency and response machinery
+(benchmarks/serving.py measures the difference); every other path, and the
+OpenAPI schema for all of them, is FastAPI's.
+
+Unknown user ids are served as anonymous users: their live history (events
+posted under that id) and ``recent_items`` drive the user tower, and the
+response says ``"user_known": false``. Nothing answers 404 for a user.
+"""
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from turborec.errors import TurborecError, UnknownIdError
+from turborec.serving.metrics import CONTENT_TYPE
+from turborec.serving.routes import Headers, HotRoutes, Respond, answer_body, overloaded_response, too_large
+from turborec.serving.schemas import (
+    ErrorResponse,
+    EventResponse,
+    RecommendResponse,
+    ReloadRequest,
+    ReloadResponse,
+    SimilarResponse,
+    build_schemas,
+)
+from turborec.serving.service import Overloaded, RecommendService, ReloadBusy, ReloadRefused
+
+log = logging.getLogger("turborec.serving")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+JSON = b"application/json"
+
+
+class TooLarge(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+# ------------------------------------------------------------ ASGI helpers
+async def read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    hdrs = [(b"content-type", JSON), (b"content-length", str(len(body)).encode())]
+    if headers:
+        hdrs += headers
+    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    await send({"type": "http.response.body", "body": body})
+
+
+def declared_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, whether declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = declared_length(scope)
+        if declared is not None and declared > self.limit:
+            await send_bytes(send, 413, too_large(self.limit))
+            return
+        seen = 0
+        started = False
+        refused = False
+
+        async def limited_receive() -> Message:
+            # past the limit: answer 413 ourselves and tell the app the client left, so whatever
+            # the app makes of it (FastAPI would say 400) is dropped below
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                refused = True
+                if not started:
+                    await send_bytes(send, 413, too_large(self.limit))
+                return {"type": "http.disconnect"}
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, limited_receive, tracking_send)
+
+
+class LeanRouter:
+    """Answers the hot endpoints from ASGI directly; everything else goes to ``fallback`` (FastAPI)."""
+
+    def __init__(self, service: RecommendService, fallback: ASGIApp) -> None:
+        self.service = service
+        self.fallback = fallback
+        self.routes = HotRoutes(service)
+        self.limit = service.settings.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            if path == "/v1/recommend":
+                await self._handle(scope, receive, send, "recommend", self.routes.recommend)
+                return
+            if path == "/v1/events":
+                await self._handle(scope, receive, send, "events", self.routes.event)
+                return
+        await self.fallback(scope, receive, send)
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, endpoint: str, handler: Callable[[bytes, Respond], None]
+    ) -> None:
+        try:
+            declared = declared_length(scope)
+            if declared is not None and declared > self.limit:
+                raise TooLarge
+            body = await read_body(receive, self.limit)
+        except ClientGone:  # the client left, or BodyLimit already answered 413
+            return
+        except TooLarge:
+            self.routes.count(endpoint, 413)
+            await send_bytes(send, 413, too_large(self.limit))
+            return
+        done: asyncio.Future[tuple[int, bytes, Headers]] = asyncio.get_running_loop().create_future()
+        handler(body, lambda status, payload, headers: done.set_result((status, payload, headers)))
+        status, payload, headers = await done
+        await send_bytes(send, status, payload, headers)
+
+
+# -------------------------------------------------------------------- FastAPI
+def create_app(service: RecommendService, *, fast_path: bool = True) -> ASGIApp:
+    """The service's ASGI app (lifespan starts and stops ``service``)."""
+    settings = service.settings
+    schemas = build_schemas(settings)
+    RecommendRequest = schemas.recommend
+    EventRequest = schemas.event
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(
+        title="turborec", version=service.model.version, lifespan=lifespan,
+        description="Real-time recommendations within a p99 latency budget. Unknown user ids are served as "
+        "anonymous users from their live history (events) and recent_items; no endpoint answers 404 for a user.",
+    )
+    errors: dict[int | str, dict[str, Any]] = {
+        413: {"model": ErrorResponse, "description": "body too large"},
+        503: {"model": ErrorResponse, "description": "overloaded: retry after the Retry-After header"},
+    }
+
+    @app.exception_handler(Overloaded)
+    async def _overloaded(_: Request, exc: Overloaded) -> Response:
+        service.metrics.requests.labels(endpoint="recommend", status="503").inc()
+        body, headers = overloaded_response(exc)
+        return Response(body, status_code=503, headers={k.decode(): v.decode() for k, v in headers},
+                        media_type="application/json")
+
+    @app.exception_handler(UnknownIdError)
+    async def _unknown(_: Request, exc: UnknownIdError) -> Response:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(ReloadRefused)
+    @app.exception_handler(ReloadBusy)
+    async def _reload_failed(_: Request, exc: TurborecError) -> Response:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(TurborecError)
+    async def _user_error(_: Request, exc: TurborecError) -> Response:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> Response:
+        detail = [{k: e[k] for k in ("type", "loc", "msg") if k in e} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.post("/v1/recommend", response_model=RecommendResponse, responses=errors, tags=["recommend"])
+    async def recommend(body: RecommendRequest) -> Response:  # type: ignore[valid-type]
+        req: Any = body
+        answer = await service.recommend(req.user, req.recent_items, req.k, req.exclude, req.exclude_seen)
+        return Response(answer_body(answer), media_type="application/json",
+                        headers={"x-turborec-tier": answer.tier.label})
+
+    @app.get("/v1/similar", response_model=SimilarResponse, responses={404: {"model": ErrorResponse}},
+             tags=["recommend"])
+    async def similar(
+        item: str = Query(..., min_length=1, max_length=256), k: int = Query(10, ge=1, le=settings.max_k)
+    ) -> Response:
+        ranked, version = service.similar(item, k)
+        items = [{"item": i, "score": s} for i, s in zip(ranked.items, ranked.scores.tolist())]
+        return Response(orjson.dumps({"item": item, "items": items, "model_version": version}),
+                        media_type="application/json")
+
+    @app.post("/v1/events", response_model=EventResponse, responses=errors, tags=["events"])
+    async def events(body: EventRequest) -> dict[str, bool]:  # type: ignore[valid-type]
+        ev: Any = body
+        return {"stored": True, "known_item": service.record_event(ev.user, ev.item, ev.kind, ev.ts)}
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], responses={503: {"model": ErrorResponse}})
+    async def readyz() -> Response:
+        if not service.ready:
+            return JSONResponse({"detail": "not ready"}, status_code=503)
+        return JSONResponse({"status": "ready", "model_version": service.model.version,
+                             "tier": service.slo.tier.label})
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    async def metrics() -> Response:
+        service.metrics.queue_depth.set(service.driver.queue_depth)
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.post("/admin/reload", response_model=ReloadResponse, tags=["admin"],
+              responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
+                         409: {"model": ErrorResponse}})
+    async def reload(request: Request, body: ReloadRequest | None = None) -> Response:
+        denied = _check_admin(request, settings.admin_token)
+        if denied is not None:
+            return denied
+        artifact = Path(body.artifact) if body is not None and body.artifact else None
+        new, old = await service.reload(artifact)
+        return JSONResponse({"model_version": new, "previous_version": old})
+
+    inner: ASGIApp = LeanRouter(service, app) if fast_path else app
+    return BodyLimit(inner, settings.max_body_bytes)
+
+
+def _check_admin(request: Request, token: str | None) -> Response | None:
+    if token is None:
+        return JSONResponse({"detail": "admin endpoints are disabled: no admin token configured"}, status_code=404)
+    given = request.headers.get("authorization", "")
+    scheme, _, value = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+        return JSONResponse({"detail": "admin token missing or wrong"}, status_code=401,
+                            headers={"www-authenticate": "Bearer"})
+    return None
+
+
+def openapi_schema(app: ASGIApp) -> dict[str, Any]:
+    """The OpenAPI document of an app made by :func:`create_app` (through its wrappers)."""
+    inner: Any = app
+    while not isinstance(inner, FastAPI):
+        inner = getattr(inner, "fallback", None) or getattr(inner, "app", None)
+        if inner is None:
+            raise TypeError("not an app made by create_app")
+    return inner.openapi()
+
+
+__all__ = ["create_app", "openapi_schema"]

@@ -1,0 +1,71 @@
+"""Artifacts -> ``ServingModel``: a registry keyed by artifact kind, and the adapter for trained estimators."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from turborec._util.artifact import WEIGHTS, Artifact, load_artifact
+from turborec.errors import ArtifactError
+from turborec.serving.model import ServingModel
+from turborec.serving.net_model import NetServingModel
+from turborec.train import Recommender
+from turborec.train import load as load_recommender
+
+ArtifactLoader = Callable[[Artifact, int], ServingModel]
+_LOADERS: dict[str, ArtifactLoader] = {}
+
+
+def register_artifact_loader(kind: str) -> Callable[[ArtifactLoader], ArtifactLoader]:
+    """Teach the service to serve artifacts of ``kind`` (e.g. compressed or exported models)."""
+
+    def deco(fn: ArtifactLoader) -> ArtifactLoader:
+        _LOADERS[kind] = fn
+        return fn
+
+    return deco
+
+
+def artifact_version(art: Artifact) -> str:
+    """``<estimator or kind>-<first 12 hex of the weights' sha256>``: changes whenever the weights do."""
+    name = art.config.get("estimator") or art.kind
+    digest = art.files.get(WEIGHTS) or next(iter(sorted(art.files.values())), "0" * 12)
+    return f"{name}-{digest[:12]}"
+
+
+def load_serving_model(path: str | Path, history_len: int = 50) -> ServingModel:
+    """Verify the artifact at ``path`` and build the serving model its kind registers."""
+    art = load_artifact(path)
+    loader = _LOADERS.get(art.kind)
+    if loader is None:
+        raise ArtifactError(
+            f"{path}: cannot serve artifacts of kind {art.kind!r} (servable: {', '.join(sorted(_LOADERS))})"
+        )
+    return loader(art, history_len)
+
+
+def serving_model_from_recommender(
+    rec: Recommender, version: str, history_len: int = 50, **options: Any
+) -> NetServingModel:
+    """Adapt a fitted estimator: its net, vocabularies, training histories (seen items and user-tower input).
+
+    ``options`` go to :class:`NetServingModel` (``pool_size``, a ``ranker``...).
+    """
+    net = rec._require()
+    assert rec.users is not None and rec.items is not None and rec.histories is not None
+    hist = rec.histories
+    own_len = rec.history_len
+    length = own_len if (own_len is not None and net.uses_history) else history_len
+    popularity = np.bincount(hist.items, minlength=len(rec.items)).astype(np.float64)
+    return NetServingModel(
+        net.cpu(), rec.users, rec.items, version=version, seen=(hist.offsets, hist.items),
+        popularity=popularity, history_len=max(int(length), 1), **options,
+    )
+
+
+@register_artifact_loader("retrieval")
+def _retrieval(art: Artifact, history_len: int) -> ServingModel:
+    return serving_model_from_recommender(load_recommender(art.path), artifact_version(art), history_len)

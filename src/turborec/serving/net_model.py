@@ -1,0 +1,219 @@
+"""``NetServingModel``: a ``ServingModel`` over any retrieval net (two-tower, MF, ...).
+
+Item vectors are computed once at load; per batch the user tower runs on the
+users' recent items (training tail + live events), scores are dot products
+against the catalog, exclusions are masked, and the top-k is decoded to ids.
+Everything runs in torch with the service's thread setting (no hidden BLAS
+thread pool).
+
+Tiers it implements (``tiers``):
+
+- ``FULL``: every item scored; with a ranker, the ranker re-orders the best
+  ``full_candidates``.
+- ``FEWER_CANDIDATES``: only the ``pool_size`` most popular items are scored
+  (a cheaper matmul and top-k; long-tail items drop out); with a ranker, it
+  re-orders fewer candidates.
+- ``CHEAP_RANKER`` / ``RETRIEVAL_ONLY``: only when a ranker is given (its cheap
+  variant / no ranker at all), on the pool.
+- ``POPULAR``: no model call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from turborec.data.vocab import Vocabulary
+from turborec.errors import ConfigError, UnknownIdError
+from turborec.models.base import RetrievalNet
+from turborec.serving.model import BatchOutput, Query, Ranked
+from turborec.serving.tiers import Tier
+
+
+class CandidateRanker(Protocol):
+    """Re-scores retrieved candidates: ([B,d] user vectors, [B] users, [B,L] history, [B,C] items) -> [B,C]."""
+
+    def __call__(
+        self, user_vecs: torch.Tensor, users: torch.Tensor, history: torch.Tensor, candidates: torch.Tensor
+    ) -> torch.Tensor: ...
+
+
+class NetServingModel:
+    def __init__(
+        self,
+        net: RetrievalNet,
+        users: Vocabulary,
+        items: Vocabulary,
+        *,
+        version: str,
+        seen: tuple[np.ndarray, np.ndarray] | None = None,
+        popularity: np.ndarray | None = None,
+        history_len: int = 50,
+        pool_size: int | None = None,
+        ranker: CandidateRanker | None = None,
+        cheap_ranker: CandidateRanker | None = None,
+        full_candidates: int = 200,
+        pool_candidates: int = 50,
+    ) -> None:
+        if len(items) != net.n_items:
+            raise ConfigError(f"item vocabulary has {len(items)} ids, the network {net.n_items} items")
+        self._version = version
+        self.net = net.eval()
+        self.n_items = len(items)
+        self.history_len = history_len
+        self._user_index = {str(u): i for i, u in enumerate(users.ids)}
+        self._item_index = {str(v): i for i, v in enumerate(items.ids)}
+        self._item_ids = [str(v) for v in items.ids]
+        if seen is None:
+            seen = (np.zeros(len(users) + 1, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        self._seen_offsets, self._seen_items = (np.asarray(a, dtype=np.int64) for a in seen)
+        if len(self._seen_offsets) != len(users) + 1:
+            raise ConfigError(f"seen offsets cover {len(self._seen_offsets) - 1} users, vocabulary has {len(users)}")
+        pop = np.zeros(self.n_items) if popularity is None else np.asarray(popularity, dtype=np.float64)
+        self._popular_order = np.argsort(-pop, kind="stable")
+        self._popular_scores = np.log1p(np.maximum(pop, 0)).astype(np.float32)
+        with torch.inference_mode():
+            vecs = net.item_vectors().detach().float().contiguous()
+        self._item_vecs = vecs
+        self._item_unit = torch.nn.functional.normalize(vecs, dim=-1)
+        size = pool_size if pool_size is not None else max(self.n_items // 4, min(self.n_items, 1000))
+        pool = np.sort(self._popular_order[: max(1, min(size, self.n_items))])
+        self._pool = torch.from_numpy(pool)
+        self._pool_vecs = vecs[self._pool].contiguous()
+        self._pool_pos = np.full(self.n_items, -1, dtype=np.int64)
+        self._pool_pos[pool] = np.arange(len(pool))
+        self._ranker = ranker
+        self._cheap_ranker = cheap_ranker
+        self._candidates = {Tier.FULL: full_candidates, Tier.FEWER_CANDIDATES: pool_candidates,
+                            Tier.CHEAP_RANKER: pool_candidates}
+        ladder = [Tier.FULL, Tier.FEWER_CANDIDATES]
+        if ranker is not None:
+            ladder += ([Tier.CHEAP_RANKER] if cheap_ranker is not None else []) + [Tier.RETRIEVAL_ONLY]
+        self._tiers = (*ladder, Tier.POPULAR)
+
+    # ------------------------------------------------------------ protocol
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @property
+    def tiers(self) -> tuple[Tier, ...]:
+        return self._tiers
+
+    def knows_item(self, item: str) -> bool:
+        return item in self._item_index
+
+    def knows_user(self, user: str) -> bool:
+        return user in self._user_index
+
+    def recommend_batch(self, queries: Sequence[Query], tier: Tier) -> BatchOutput:
+        t0 = time.perf_counter()
+        users, hist, excl_rows, excl_cols = self._features(queries)
+        t1 = time.perf_counter()
+        if tier is Tier.POPULAR:
+            results = self._popular(queries, users, excl_rows, excl_cols)
+            return BatchOutput(results, {"features": t1 - t0, "ranking": time.perf_counter() - t1})
+        ranker = {Tier.FULL: self._ranker, Tier.FEWER_CANDIDATES: self._ranker,
+                  Tier.CHEAP_RANKER: self._cheap_ranker}.get(tier)
+        k_max = max(q.k for q in queries)
+        with torch.inference_mode():
+            u = torch.from_numpy(users)
+            h = torch.from_numpy(hist)
+            user_vecs = self.net.user_vectors(u, h).float()
+            use_pool = tier is not Tier.FULL
+            scores = user_vecs @ (self._pool_vecs if use_pool else self._item_vecs).T
+            if len(excl_rows):
+                cols = self._pool_pos[excl_cols] if use_pool else excl_cols
+                keep = cols >= 0
+                scores[torch.from_numpy(excl_rows[keep]), torch.from_numpy(cols[keep])] = -torch.inf
+            n_cand = min(max(k_max, self._candidates.get(tier, 0) if ranker else k_max), scores.shape[1])
+            cand_scores, cand = torch.topk(scores, n_cand, dim=1)
+            if use_pool:
+                cand = self._pool[cand]
+            t2 = time.perf_counter()
+            if ranker is not None:
+                reranked = ranker(user_vecs, u, h, cand).float()
+                reranked = torch.where(torch.isfinite(cand_scores), reranked, torch.full_like(reranked, -torch.inf))
+                cand_scores, order = torch.sort(reranked, dim=1, descending=True)
+                cand = torch.gather(cand, 1, order)
+        cand_np, scores_np = cand.numpy(), cand_scores.numpy()
+        results = [self._decode(cand_np[b], scores_np[b], q.k, users[b] >= 0) for b, q in enumerate(queries)]
+        t3 = time.perf_counter()
+        return BatchOutput(results, {"features": t1 - t0, "retrieval": t2 - t1, "ranking": t3 - t2})
+
+    def similar(self, item: str, k: int) -> Ranked:
+        idx = self._item_index.get(item)
+        if idx is None:
+            raise UnknownIdError(f"unknown item id {item!r}")
+        with torch.inference_mode():
+            sims = self._item_unit @ self._item_unit[idx]
+            sims[idx] = -torch.inf
+            scores, top = torch.topk(sims, min(k, self.n_items - 1))
+        return self._decode(top.numpy(), scores.numpy(), k, False)
+
+    # ------------------------------------------------------------- helpers
+    def _features(self, queries: Sequence[Query]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """User indices [B], history [B, L] (oldest first, -1 padded) and the (row, item) pairs to exclude.
+
+        Vectorised over the batch where it can be (the training tails are one gather); per query only
+        the live items and explicit exclusions are looked up.
+        """
+        L = self.history_len
+        get_user, get_item = self._user_index.get, self._item_index.get
+        user_list = [get_user(q.user, -1) if q.user is not None else -1 for q in queries]
+        users = np.asarray(user_list, dtype=np.int64)
+        offsets, seen = self._seen_offsets, self._seen_items
+        start = np.where(users >= 0, offsets[np.maximum(users, 0)], 0)
+        end = np.where(users >= 0, offsets[np.maximum(users, 0) + 1], 0)
+        idx = np.maximum(end - L, start)[:, None] + np.arange(L)[None, :]
+        hist = np.where(idx < end[:, None], seen[np.minimum(idx, max(len(seen) - 1, 0))] if len(seen) else -1, -1)
+        parts: list[np.ndarray] = []
+        counts = []
+        for b, q in enumerate(queries):
+            uidx = user_list[b]
+            n = 0
+            live = None
+            if q.history:
+                found = [i for i in map(get_item, q.history) if i is not None]
+                if found:
+                    live = np.asarray(found, dtype=np.int64)
+                    past = seen[offsets[uidx]: offsets[uidx + 1]][-L:] if uidx >= 0 else live[:0]
+                    recent = np.concatenate([past, live])[-L:]
+                    hist[b] = -1
+                    hist[b, : len(recent)] = recent
+            if q.exclude_seen:
+                if uidx >= 0:
+                    parts.append(seen[offsets[uidx]: offsets[uidx + 1]])
+                    n += len(parts[-1])
+                if live is not None:
+                    parts.append(live)
+                    n += len(live)
+            if q.exclude:
+                banned = [i for i in map(get_item, q.exclude) if i is not None]
+                parts.append(np.asarray(banned, dtype=np.int64))
+                n += len(banned)
+            counts.append(n)
+        cols = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        rows = np.repeat(np.arange(len(queries), dtype=np.int64), counts)
+        return users, hist.astype(np.int64, copy=False), rows, cols
+
+    def _popular(self, queries: Sequence[Query], users: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> list[Ranked]:
+        out = []
+        for b, q in enumerate(queries):
+            banned = cols[rows == b]
+            head = self._popular_order[: q.k + len(banned)]
+            top = head[~np.isin(head, banned)][: q.k]
+            out.append(self._decode(top, self._popular_scores[top], q.k, users[b] >= 0))
+        return out
+
+    def _decode(self, idx: np.ndarray, scores: np.ndarray, k: int, user_known: bool | np.bool_) -> Ranked:
+        finite = np.isfinite(scores)
+        if not finite.all():
+            idx, scores = idx[finite], scores[finite]
+        idx, scores = idx[:k], scores[:k]
+        names = self._item_ids
+        return Ranked([names[i] for i in idx.tolist()], scores.astype(np.float32, copy=False), bool(user_known))

@@ -1,0 +1,124 @@
+"""The hot endpoints as plain callbacks: bytes in, (status, body, headers) out through ``respond``.
+
+Both HTTP front ends use them -- the ASGI ``LeanRouter`` (under uvicorn) and the
+httptools server in ``httpserver.py`` -- so validation, errors and rendering are
+one code path. A recommendation that waits for a batch answers from the batch
+future's done-callback: no task per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from turborec.errors import TurborecError
+from turborec.serving.schemas import build_schemas
+from turborec.serving.service import Answer, Overloaded, RecommendService
+
+log = logging.getLogger("turborec.serving")
+
+Headers = list[tuple[bytes, bytes]]
+Respond = Callable[[int, bytes, Headers], None]
+TIER_HEADER = b"x-turborec-tier"
+
+
+def answer_body(answer: Answer) -> bytes:
+    ranked = answer.ranked
+    return orjson.dumps({
+        "items": [{"item": i, "score": s} for i, s in zip(ranked.items, ranked.scores.tolist())],
+        "model_version": answer.version,
+        "tier": answer.tier.label,
+        "user_known": ranked.user_known,
+    })
+
+
+def overloaded_response(exc: Overloaded) -> tuple[bytes, Headers]:
+    body = orjson.dumps({"detail": str(exc), "retry_after_s": exc.retry_after_s})
+    return body, [(b"retry-after", str(max(1, round(exc.retry_after_s))).encode())]
+
+
+def validation_detail(exc: ValidationError, where: str = "body") -> list[dict[str, Any]]:
+    """Pydantic errors in FastAPI's 422 layout (``loc`` starts with where the value was)."""
+    return [{"type": e["type"], "loc": [where, *e["loc"]], "msg": e["msg"]}
+            for e in exc.errors(include_url=False, include_context=False, include_input=False)]
+
+
+def too_large(limit: int) -> bytes:
+    return orjson.dumps({"detail": f"request body over {limit} bytes"})
+
+
+class HotRoutes:
+    """``POST /v1/recommend`` and ``POST /v1/events`` for a service."""
+
+    def __init__(self, service: RecommendService) -> None:
+        self.service = service
+        schemas = build_schemas(service.settings)
+        self._recommend_model = schemas.recommend
+        self._event_model = schemas.event
+        self._counters: dict[tuple[str, int], Any] = {}
+
+    def count(self, endpoint: str, status: int) -> None:
+        key = (endpoint, status)
+        child = self._counters.get(key)
+        if child is None:
+            child = self._counters[key] = self.service.metrics.requests.labels(endpoint=endpoint, status=str(status))
+        child.inc()
+
+    def recommend(self, body: bytes, respond: Respond) -> None:
+        service = self.service
+        try:
+            req: Any = self._recommend_model.model_validate_json(body)
+            t0, pending = service.begin(req.user, req.recent_items, req.k, req.exclude, req.exclude_seen)
+        except Exception as exc:
+            self._fail("recommend", exc, respond)
+            return
+        if not isinstance(pending, asyncio.Future):
+            self._answer(t0, pending, respond)
+            return
+
+        def done(fut: asyncio.Future[Answer]) -> None:
+            if fut.cancelled():
+                return
+            error = fut.exception()
+            if error is not None:
+                self._fail("recommend", error, respond)
+            else:
+                self._answer(t0, fut.result(), respond)
+
+        pending.add_done_callback(done)
+
+    def _answer(self, t0: float, answer: Answer, respond: Respond) -> None:
+        self.service.complete(t0, answer)
+        self.count("recommend", 200)
+        respond(200, answer_body(answer), [(TIER_HEADER, answer.tier.label.encode())])
+
+    def event(self, body: bytes, respond: Respond) -> None:
+        try:
+            ev: Any = self._event_model.model_validate_json(body)
+            known = self.service.record_event(ev.user, ev.item, ev.kind, ev.ts)
+        except Exception as exc:
+            self._fail("events", exc, respond)
+            return
+        self.count("events", 200)
+        respond(200, b'{"stored":true,"known_item":true}' if known else b'{"stored":true,"known_item":false}', [])
+
+    def _fail(self, endpoint: str, exc: BaseException, respond: Respond) -> None:
+        headers: Headers = []
+        if isinstance(exc, ValidationError):
+            status, body = 422, orjson.dumps({"detail": validation_detail(exc)})
+        elif isinstance(exc, Overloaded):
+            status = 503
+            body, headers = overloaded_response(exc)
+        elif isinstance(exc, TurborecError):
+            status, body = 400, orjson.dumps({"detail": str(exc)})
+        else:
+            log.error("error serving %s", endpoint, exc_info=exc)
+            self.service.metrics.errors.labels(kind="internal").inc()
+            status, body = 500, orjson.dumps({"detail": "internal error"})
+        self.count(endpoint, status)
+        respond(status, body, headers)

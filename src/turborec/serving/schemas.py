@@ -1,0 +1,93 @@
+"""Request and response bodies (pydantic), built per settings so limits show in the OpenAPI schema.
+
+Ids may be sent as strings or integers; they are strings from here on.
+Unknown fields are refused (422), as are k outside 1..max_k and lists past
+their bounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+from turborec.serving.settings import ServeSettings
+
+EVENT_KINDS = ("view", "click", "purchase")
+
+
+def _id_to_str(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+Id = Annotated[str, BeforeValidator(_id_to_str), StringConstraints(min_length=1, max_length=256)]
+
+
+class ScoredItem(BaseModel):
+    item: str
+    score: float
+
+
+class RecommendResponse(BaseModel):
+    items: list[ScoredItem]
+    model_version: str
+    tier: str = Field(description="serving tier that answered: full, fewer-candidates, ..., popular")
+    user_known: bool = Field(description="false: the user id is not in the model; served from live history")
+
+
+class SimilarResponse(BaseModel):
+    item: str
+    items: list[ScoredItem]
+    model_version: str
+
+
+class EventResponse(BaseModel):
+    stored: bool
+    known_item: bool
+
+
+class ReloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    artifact: str | None = Field(None, max_length=4096, description="artifact directory; default: the one served")
+
+
+class ReloadResponse(BaseModel):
+    model_version: str
+    previous_version: str
+
+
+class ErrorResponse(BaseModel):
+    detail: Any
+
+
+@dataclass(frozen=True)
+class Schemas:
+    recommend: type[BaseModel]
+    event: type[BaseModel]
+
+
+def build_schemas(settings: ServeSettings) -> Schemas:
+    max_k, max_recent, max_exclude = settings.max_k, settings.max_recent_items, settings.max_exclude
+
+    class RecommendRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        user: Id | None = Field(None, description="user id; null or absent: anonymous (use recent_items)")
+        recent_items: list[Id] = Field(
+            default_factory=list, max_length=max_recent,
+            description="items the user just interacted with, oldest first (added to the stored history)",
+        )
+        k: int = Field(10, ge=1, le=max_k, description="how many items to return")
+        exclude: list[Id] = Field(default_factory=list, max_length=max_exclude, description="items never to return")
+        exclude_seen: bool = Field(True, description="drop items the user already interacted with")
+
+    class EventRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        user: Id
+        item: Id
+        kind: Literal["view", "click", "purchase"] = "view"
+        ts: float | None = Field(None, ge=0, description="seconds since the epoch; default: now")
+
+    return Schemas(recommend=RecommendRequest, event=EventRequest)

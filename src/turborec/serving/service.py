@@ -1,0 +1,312 @@
+"""``RecommendService``: store -> admission -> micro-batches -> model -> answer, with tiers and hot reload.
+
+The HTTP layer (``app.py``) only parses and renders; everything a request goes
+through lives here, so it can be driven in-process by tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from turborec.errors import ArtifactError, TurborecError
+from turborec.serving.admission import AdmissionController, AdmissionPolicy
+from turborec.serving.batching import BatchPolicy
+from turborec.serving.driver import BatchDriver
+from turborec.serving.metrics import ServiceMetrics
+from turborec.serving.model import Query, Ranked, ServingModel
+from turborec.serving.settings import ServeSettings
+from turborec.serving.slo import SLOController, SLOPolicy
+from turborec.serving.stores.base import Store
+from turborec.serving.tiers import Tier
+
+log = logging.getLogger("turborec.serving")
+
+ModelLoader = Callable[[Path], ServingModel]
+CONTROL_PERIOD_S = 0.05
+
+
+class Overloaded(Exception):
+    """Admission control refused the request; answer 503 with ``Retry-After``."""
+
+    def __init__(self, expected_s: float, retry_after_s: float) -> None:
+        super().__init__(f"overloaded: expected {expected_s * 1000:.1f} ms exceeds the latency budget")
+        self.expected_s = expected_s
+        self.retry_after_s = retry_after_s
+
+
+class ReloadRefused(TurborecError):
+    """The new artifact could not be loaded or failed its smoke test; the old model keeps serving."""
+
+
+class ReloadBusy(TurborecError):
+    """Another reload is in progress."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    ranked: Ranked
+    tier: Tier
+    version: str
+
+
+@dataclass(frozen=True)
+class _Request:
+    user: str | None
+    recent: tuple[str, ...]
+    k: int
+    exclude: frozenset[str]
+    exclude_seen: bool
+
+
+class RecommendService:
+    def __init__(
+        self,
+        model: ServingModel,
+        store: Store,
+        settings: ServeSettings,
+        *,
+        loader: ModelLoader | None = None,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics or ServiceMetrics()
+        self._model = model
+        self._loader = loader
+        self._artifact = settings.artifact
+        budget = settings.slo_p99_s
+        self.slo = SLOController(
+            SLOPolicy(budget_s=budget, degrade_at=settings.degrade_at, recover_at=settings.recover_at,
+                      window_s=settings.slo_window_s, recover_hold_s=settings.recover_hold_s),
+            model.tiers, enabled=settings.adaptive_tiers,
+        )
+        self.admission = AdmissionController(
+            AdmissionPolicy(budget_s=budget, shed_at=settings.shed_at, max_batch=settings.max_batch)
+        )
+        self.driver: BatchDriver[_Request, Answer] = BatchDriver(
+            self._run_batch, BatchPolicy(max_batch=settings.max_batch, max_wait_s=settings.max_wait_ms / 1000),
+            executor=settings.executor, on_batch=self._on_batch,
+        )
+        self._reloading = False
+        self.loop_lag_s = 0.0
+        self._lags: deque[float] = deque(maxlen=5)
+        self._control: asyncio.Task[None] | None = None
+        self.ready = False
+        self.metrics.set_model(model.version)
+        self.metrics.tier.set(int(self.slo.tier))
+        self._served = {tier: self.metrics.tier_served.labels(tier=tier.label) for tier in Tier}
+
+    @property
+    def model(self) -> ServingModel:
+        return self._model
+
+    # ------------------------------------------------------------ lifecycle
+    def warm_up(self, rounds: int = 3) -> None:
+        """Run the model on a few batch sizes before serving: the first calls pay one-off costs
+        (allocations, lazy init) that would otherwise land on real requests and on the
+        admission controller's service-time estimate, which is then seeded from the last round."""
+        model = self._model
+        sizes = sorted({1, max(1, self.settings.max_batch // 4), self.settings.max_batch})
+        rounds = max(rounds, 2)
+        for r in range(rounds):
+            for size in sizes:
+                queries = [Query(None, (), k=10, exclude_seen=False)] * size
+                t0 = time.perf_counter()
+                model.recommend_batch(queries, model.tiers[0])
+                if r == rounds - 1:
+                    self.admission.service_time.observe(size, time.perf_counter() - t0)
+
+    async def start(self) -> None:
+        if self._control is None:
+            self._control = asyncio.get_running_loop().create_task(self._control_loop())
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self._control is not None:
+            self._control.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._control
+            self._control = None
+        await self.driver.close()
+
+    async def _control_loop(self) -> None:
+        clock = time.perf_counter
+        while True:
+            tier = self.slo.update(clock())
+            self.metrics.tier.set(int(tier))
+            self.metrics.queue_depth.set(self.driver.queue_depth)
+            self.metrics.loop_lag.set(self.loop_lag_s)
+            before = clock()
+            await asyncio.sleep(CONTROL_PERIOD_S)
+            self._observe_loop_lag(clock() - before - CONTROL_PERIOD_S)
+
+    def _observe_loop_lag(self, lag: float) -> None:
+        """How late the loop ran a timer: roughly how long a new request waits before it is even read (the
+        kernel queue the service cannot see). The median of the last few periods: a sustained backlog
+        counts, a single stall (a GC pause, a noisy neighbour) does not."""
+        self._lags.append(max(lag, 0.0))
+        self.loop_lag_s = sorted(self._lags)[len(self._lags) // 2]
+
+    # ------------------------------------------------------------ requests
+    def begin(
+        self,
+        user: str | None,
+        recent: Sequence[str] = (),
+        k: int = 10,
+        exclude: Sequence[str] = (),
+        exclude_seen: bool = True,
+    ) -> tuple[float, Answer | asyncio.Future[Answer]]:
+        """Admit and dispatch a recommendation: (start time, the answer or a future of it).
+
+        Raises :class:`Overloaded` when it cannot be answered within the budget. Pass
+        the answer to :meth:`complete`. (Split in two so an HTTP server can answer from a
+        future's callback without a task per request; :meth:`recommend` does both.)
+        """
+        t0 = time.perf_counter()
+        request = _Request(user, tuple(recent), k, frozenset(exclude), exclude_seen)
+        policy = self.admission.policy
+        if self.slo.tier is Tier.POPULAR:  # no model call: answer on the spot, nothing to queue
+            if self.loop_lag_s > policy.shed_at * policy.budget_s:
+                self._shed(t0, self.loop_lag_s)  # even reading requests is behind: only refusing is cheaper
+            return t0, self._run_batch([request], Tier.POPULAR)[0]
+        busy = self._busy_for(t0) + self.loop_lag_s
+        decision = self.admission.admit(self.driver.queue_depth, busy, self.driver.batcher.wait_window())
+        if not decision.admitted:
+            self._shed(t0, decision.expected_s)
+        return t0, self.driver.submit_nowait(request)
+
+    def complete(self, t0: float, answer: Answer) -> None:
+        """Account for an answered request (latency metrics and the SLO controller's window)."""
+        now = time.perf_counter()
+        latency = now - t0
+        self.slo.observe(now, latency + self.loop_lag_s)
+        self.metrics.stage["total"].observe(latency)
+        self._served[answer.tier].inc()
+
+    async def recommend(
+        self,
+        user: str | None,
+        recent: Sequence[str] = (),
+        k: int = 10,
+        exclude: Sequence[str] = (),
+        exclude_seen: bool = True,
+    ) -> Answer:
+        t0, pending = self.begin(user, recent, k, exclude, exclude_seen)
+        if isinstance(pending, asyncio.Future):
+            try:
+                answer = await pending
+            except asyncio.CancelledError:
+                self.driver.cancel(pending)
+                raise
+        else:
+            answer = pending
+        self.complete(t0, answer)
+        return answer
+
+    def _shed(self, t: float, expected_s: float) -> None:
+        self.slo.observe_shed(t)
+        self.metrics.shed.inc()
+        raise Overloaded(expected_s, self.admission.policy.retry_after_s)
+
+    def similar(self, item: str, k: int) -> tuple[Ranked, str]:
+        model = self._model
+        return model.similar(item, k), model.version
+
+    def record_event(self, user: str, item: str, kind: str, ts: float | None) -> bool:
+        """Store the event (the next recommendation sees it); True when the model knows the item."""
+        self.store.append(user, item, kind, time.time() if ts is None else ts)
+        self.metrics.events.labels(kind=kind).inc()
+        return self._model.knows_item(item)
+
+    def _busy_for(self, now: float) -> float:
+        running = self.driver.running()
+        if not running:
+            return 0.0
+        st = self.admission.service_time
+        return max(start + st.predict(size) - now for start, size in running)
+
+    def _on_batch(self, size: int, duration_s: float) -> None:
+        self.admission.service_time.observe(size, duration_s)
+        self.metrics.batch_size.observe(size)
+
+    def _run_batch(self, requests: list[_Request], tier: Tier | None = None) -> list[Answer]:
+        """Runs in the batch worker: live histories from the store, then one model call."""
+        model = self._model  # one model per batch, even if a reload swaps it meanwhile
+        tier = _supported(self.slo.tier if tier is None else tier, model.tiers)
+        t0 = time.perf_counter()
+        n = self.settings.history_len
+        known = [r.user for r in requests if r.user is not None]
+        stored = iter(self.store.history_many(known, n) if known else [])
+        queries = []
+        for r in requests:
+            live = next(stored) if r.user is not None else []
+            history = (*live, *r.recent)[-n:] if r.recent else tuple(live)
+            queries.append(Query(r.user, history, r.k, r.exclude, r.exclude_seen))
+        store_s = time.perf_counter() - t0
+        out = model.recommend_batch(queries, tier)
+        timings = dict(out.timings)
+        timings["features"] = timings.get("features", 0.0) + store_s
+        for stage, seconds in timings.items():
+            hist = self.metrics.stage.get(stage)
+            if hist is not None:
+                hist.observe(seconds)
+        return [Answer(ranked, tier, model.version) for ranked in out.results]
+
+    # ------------------------------------------------------------- reload
+    async def reload(self, artifact: Path | None = None) -> tuple[str, str]:
+        """Load ``artifact`` (default: the one served), smoke-test it, swap it in; (new, old) versions."""
+        if self._loader is None:
+            raise ReloadRefused("this service was started without an artifact loader; reload is unavailable")
+        path = artifact if artifact is not None else self._artifact
+        if path is None:
+            raise ReloadRefused("no artifact path given and none is being served")
+        if self._reloading:
+            raise ReloadBusy("a reload is already in progress")
+        self._reloading = True
+        try:
+            new = await asyncio.get_running_loop().run_in_executor(None, self._load_checked, path)
+        except ReloadRefused:
+            self.metrics.reloads.labels(outcome="refused").inc()
+            raise
+        finally:
+            self._reloading = False
+        old = self._model
+        self._model = new
+        self._artifact = path
+        self.slo.set_ladder(time.perf_counter(), new.tiers)
+        self.metrics.set_model(new.version)
+        self.metrics.reloads.labels(outcome="ok").inc()
+        log.warning("reloaded model %s -> %s from %s", old.version, new.version, path)
+        return new.version, old.version
+
+    def _load_checked(self, path: Path) -> ServingModel:
+        assert self._loader is not None
+        try:
+            model = self._loader(path)
+            for size in (1, self.settings.max_batch, 1):  # smoke test, and warms the new model up
+                out = model.recommend_batch([Query(None, (), k=5)] * size, model.tiers[0])
+                if len(out.results) != size or not np.all(np.isfinite(out.results[0].scores)):
+                    raise ArtifactError(f"{path}: smoke test gave missing or non-finite scores")
+        except TurborecError as exc:
+            raise ReloadRefused(f"refused artifact {path}: {exc}") from exc
+        except Exception as exc:  # a broken artifact must never take the service down
+            raise ReloadRefused(f"refused artifact {path}: {type(exc).__name__}: {exc}") from exc
+        return model
+
+
+def _supported(tier: Tier, ladder: Sequence[Tier]) -> Tier:
+    """The given tier if the model has it, else the next cheaper one it has (POPULAR always exists)."""
+    for candidate in sorted(ladder):
+        if candidate >= tier:
+            return candidate
+    return max(ladder)

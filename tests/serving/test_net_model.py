@@ -1,0 +1,135 @@
+"""NetServingModel over a real trained two-tower, checked against the estimator's own recommend()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from turborec.errors import ArtifactError, UnknownIdError
+from turborec.serving.loading import artifact_version, load_serving_model, serving_model_from_recommender
+from turborec.serving.model import Query, ServingModel
+from turborec.serving.net_model import NetServingModel
+from turborec.serving.tiers import Tier
+from turborec.train import TwoTowerRecommender
+
+
+def test_is_a_serving_model(model: NetServingModel) -> None:
+    assert isinstance(model, ServingModel)
+    assert model.tiers == (Tier.FULL, Tier.FEWER_CANDIDATES, Tier.POPULAR)
+    assert model.version.startswith("two-tower-")
+
+
+def test_known_users_match_the_estimator(model: NetServingModel, recommender: TwoTowerRecommender) -> None:
+    users = [str(u) for u in recommender.users.ids[:12]]  # type: ignore[union-attr]
+    out = model.recommend_batch([Query(u, (), k=10) for u in users], Tier.FULL)
+    ids, scores = recommender.recommend(list(recommender.users.ids[:12]), N=10)  # type: ignore[union-attr]
+    for b, ranked in enumerate(out.results):
+        assert ranked.user_known
+        assert ranked.items == [str(i) for i in ids[b]]
+        np.testing.assert_allclose(ranked.scores, scores[b], rtol=1e-5, atol=1e-6)
+    assert set(out.timings) == {"features", "retrieval", "ranking"}
+
+
+def test_anonymous_history_matches_the_estimator(model: NetServingModel, recommender: TwoTowerRecommender) -> None:
+    items = recommender.items.ids  # type: ignore[union-attr]
+    history = [items[3], items[17], items[42]]
+    ranked = model.recommend_batch([Query(None, tuple(map(str, history)), k=8)], Tier.FULL).results[0]
+    ids, scores = recommender.recommend_for_history([history], N=8)
+    assert not ranked.user_known
+    assert ranked.items == [str(i) for i in ids[0]]
+    np.testing.assert_allclose(ranked.scores, scores[0], rtol=1e-5, atol=1e-6)
+
+
+def test_live_history_changes_the_answer(model: NetServingModel) -> None:
+    user = "0"
+    fresh = tuple(str(i) for i in range(100, 100 + model.history_len))  # a whole window of new events
+    before = model.recommend_batch([Query(user, (), k=10)], Tier.FULL).results[0]
+    after = model.recommend_batch([Query(user, fresh, k=10)], Tier.FULL).results[0]
+    assert before.items != after.items
+    assert not set(fresh) & set(after.items)  # seen live items are excluded too
+
+
+def test_filters(model: NetServingModel, recommender: TwoTowerRecommender) -> None:
+    uid = recommender.users.ids[1]  # type: ignore[union-attr]
+    seen = {str(recommender.items.ids[i]) for i in recommender.histories.of(1)}  # type: ignore[union-attr]
+    plain = model.recommend_batch([Query(str(uid), (), k=20)], Tier.FULL).results[0]
+    assert not seen & set(plain.items)
+    banned = frozenset(plain.items[:5])
+    filtered = model.recommend_batch([Query(str(uid), (), k=20, exclude=banned)], Tier.FULL).results[0]
+    assert not banned & set(filtered.items) and filtered.items[:5] == plain.items[5:10]
+    with_seen = model.recommend_batch([Query(str(uid), (), k=300, exclude_seen=False)], Tier.FULL).results[0]
+    assert seen <= set(with_seen.items)
+
+
+def test_k_larger_than_what_is_left_returns_only_real_items(model: NetServingModel) -> None:
+    everything = frozenset(str(i) for i in range(300))
+    ranked = model.recommend_batch([Query(None, (), k=50, exclude=everything - {"1", "2"})], Tier.FULL).results[0]
+    assert sorted(ranked.items) == ["1", "2"] and np.all(np.isfinite(ranked.scores))
+
+
+def test_cheaper_tiers(recommender: TwoTowerRecommender) -> None:
+    model = serving_model_from_recommender(recommender, "v", pool_size=75)
+    pop = np.bincount(recommender.histories.items, minlength=300)  # type: ignore[union-attr]
+    pool = {str(recommender.items.ids[i]) for i in np.argsort(-pop, kind="stable")[:75]}  # type: ignore[union-attr]
+    q = [Query(str(u), (), k=10) for u in recommender.users.ids[:20]]  # type: ignore[union-attr]
+    fewer = model.recommend_batch(q, Tier.FEWER_CANDIDATES).results
+    assert all(set(r.items) <= pool for r in fewer)  # only the popular pool is scored
+    popular = model.recommend_batch([Query(None, (), k=5, exclude_seen=False)], Tier.POPULAR).results[0]
+    top = [str(recommender.items.ids[i]) for i in np.argsort(-pop, kind="stable")[:5]]  # type: ignore[union-attr]
+    assert popular.items == top
+    assert "retrieval" not in model.recommend_batch(q[:1], Tier.POPULAR).timings
+
+
+def test_similar_matches_the_estimator(model: NetServingModel, recommender: TwoTowerRecommender) -> None:
+    item = recommender.items.ids[10]  # type: ignore[union-attr]
+    ranked = model.similar(str(item), 5)
+    ids, scores = recommender.similar_items(item, N=5)
+    assert ranked.items == [str(i) for i in ids]
+    np.testing.assert_allclose(ranked.scores, scores, rtol=1e-4, atol=1e-5)
+    with pytest.raises(UnknownIdError):
+        model.similar("no-such-item", 5)
+
+
+def test_version_changes_with_the_weights(artifact: Path, artifact_b: Path) -> None:
+    from turborec._util.artifact import load_artifact
+
+    assert artifact_version(load_artifact(artifact)) != artifact_version(load_artifact(artifact_b))
+
+
+def test_unservable_artifacts_are_refused(tmp_path: Path, artifact: Path) -> None:
+    from turborec._util.artifact import save_artifact
+
+    with pytest.raises(ArtifactError, match="no artifact directory"):
+        load_serving_model(tmp_path / "missing")
+    odd = save_artifact(tmp_path / "odd", kind="mystery", config={})
+    with pytest.raises(ArtifactError, match="cannot serve artifacts of kind 'mystery'"):
+        load_serving_model(odd)
+
+
+def test_a_ranker_reorders_the_retrieved_candidates_and_opens_the_whole_ladder(
+    recommender: TwoTowerRecommender,
+) -> None:
+    import torch
+
+    def by_index(user_vecs: torch.Tensor, users: torch.Tensor, hist: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+        return -cand.float()  # a (silly but real) ranker: lowest item index first
+
+    def by_index_desc(user_vecs: torch.Tensor, users: torch.Tensor, hist: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+        return cand.float()
+
+    model = serving_model_from_recommender(recommender, "v", ranker=by_index, cheap_ranker=by_index_desc,
+                                           full_candidates=40, pool_candidates=20, pool_size=100)
+    assert model.tiers == tuple(Tier)
+    q = [Query("1", (), k=10)]
+    retrieved = model.recommend_batch([Query("1", (), k=40)], Tier.RETRIEVAL_ONLY).results[0]
+    full_pool = serving_model_from_recommender(recommender, "v").recommend_batch([Query("1", (), k=40)], Tier.FULL)
+    top40 = full_pool.results[0].items
+    index = {str(v): i for i, v in enumerate(recommender.items.ids)}  # type: ignore[union-attr]
+    ranked = model.recommend_batch(q, Tier.FULL).results[0].items
+    assert set(ranked) <= set(top40)
+    assert ranked == sorted(top40, key=index.__getitem__)[:10]
+    cheap = model.recommend_batch(q, Tier.CHEAP_RANKER).results[0].items
+    assert [index[i] for i in cheap] == sorted((index[i] for i in cheap), reverse=True)
+    assert retrieved.items[:10] == model.recommend_batch(q, Tier.RETRIEVAL_ONLY).results[0].items
