@@ -95,6 +95,8 @@ class FusedDLRM(nn.Module):
 
     def __init__(self, model: DLRM, *, dtype: torch.dtype = torch.bfloat16, use_triton: bool | None = None) -> None:
         super().__init__()
+        if getattr(model, "wide", None) is not None:
+            raise ConfigError("FusedDLRM cannot fuse DLRM's first-order term (DLRMConfig(wide=True))")
         weights = []
         for name, table in model.embeddings.tables.items():
             weight = getattr(table, "weight", None)

@@ -1,0 +1,25 @@
+"""CTR rankers: logistic regression, DLRM, DCN-V2 and DeepFM over (dense, sparse) rows.
+
+Importing this package registers the kinds 'logreg', 'dlrm', 'dcnv2' and 'deepfm'.
+"""
+
+from turborec.models.rankers.common import RankerNet, SparseEmbeddings, build_ranker, mlp
+from turborec.models.rankers.dcn import DCNv2, DCNv2Config
+from turborec.models.rankers.deepfm import DeepFM, DeepFMConfig
+from turborec.models.rankers.dlrm import DLRM, DLRMConfig
+from turborec.models.rankers.logreg import LogisticRegression, LogRegConfig
+
+__all__ = [
+    "DLRM",
+    "DCNv2",
+    "DCNv2Config",
+    "DLRMConfig",
+    "DeepFM",
+    "DeepFMConfig",
+    "LogRegConfig",
+    "LogisticRegression",
+    "RankerNet",
+    "SparseEmbeddings",
+    "build_ranker",
+    "mlp",
+]

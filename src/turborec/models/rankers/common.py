@@ -1,0 +1,163 @@
+"""What every CTR ranker shares: the per-feature embedding collection, the MLP builder,
+the ``RankerNet`` base (constructor shape, forward contract) and rebuilding by kind.
+
+Contract: ``Ranker(config, *, cardinalities, n_dense, embeddings=EmbeddingPlan())`` and
+``forward(dense: float32[B, n_dense], sparse: int64[B, n_sparse]) -> logits[B]``
+(apply a sigmoid for click probabilities). Forward passes are gathers and dense
+algebra with no data-dependent Python branches, so they trace and export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from turborec.errors import ConfigError
+from turborec.models.base import NetConfig, net_class
+from turborec.models.embeddings import EmbeddingPlan
+
+
+class SparseEmbeddings(nn.Module):
+    """One table per sparse feature, each built by the plan as ``f"{prefix}_{i}"``
+    (``sparse_0``, ``sparse_1``, ...), so compression can swap any of them."""
+
+    def __init__(self, cardinalities: Sequence[int], dim: int, plan: EmbeddingPlan, prefix: str = "sparse") -> None:
+        super().__init__()
+        self.dim = dim
+        self.tables = nn.ModuleDict(
+            {f"{prefix}_{i}": plan.build(f"{prefix}_{i}", int(card), dim) for i, card in enumerate(cardinalities)}
+        )
+
+    def forward(self, sparse: torch.Tensor) -> torch.Tensor:
+        """int64 [B, F] -> [B, F, dim]."""
+        return torch.stack([table(sparse[:, i]) for i, table in enumerate(self.tables.values())], dim=1)
+
+    def squared_norm(self, sparse: torch.Tensor) -> torch.Tensor:
+        """Mean over the batch of the squared norms of the looked-up rows (an L2 penalty
+        that touches only rows in the batch, as sparse CTR training wants)."""
+        return self(sparse).pow(2).sum(dim=(1, 2)).mean()
+
+
+class FirstOrder(nn.Module):
+    """Per-category scalar weights (1-d tables named ``linear_i``) plus a linear term on the
+    dense features: logistic regression's logit, without the bias. An optional "wide" part
+    of deep rankers (DeepCTR adds it to every model): on small data it carries the
+    main effects that the deep part would otherwise have to learn through its embeddings."""
+
+    def __init__(self, cardinalities: Sequence[int], n_dense: int, plan: EmbeddingPlan) -> None:
+        super().__init__()
+        self.weights = SparseEmbeddings(cardinalities, 1, plan, prefix="linear")
+        self.dense = nn.Linear(n_dense, 1, bias=False) if n_dense else None
+
+    def forward(self, dense: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
+        logit = self.weights(sparse).sum(dim=(1, 2))
+        if self.dense is not None:
+            logit = logit + self.dense(dense).squeeze(-1)
+        return logit
+
+
+def mlp(
+    in_dim: int,
+    hidden: Sequence[int],
+    *,
+    dropout: float = 0.0,
+    out_dim: int | None = None,
+    last_activation: bool = False,
+) -> nn.Sequential:
+    """Linear-ReLU(-Dropout) layers over ``hidden`` widths, then an optional ``Linear(out_dim)``
+    (with a ReLU after it only when ``last_activation``)."""
+    layers: list[nn.Module] = []
+    width = in_dim
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    if out_dim is not None:
+        layers.append(nn.Linear(width, out_dim))
+        if last_activation:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def mlp_width(in_dim: int, hidden: Sequence[int], out_dim: int | None = None) -> int:
+    if out_dim is not None:
+        return out_dim
+    return hidden[-1] if hidden else in_dim
+
+
+class RankerNet(nn.Module):
+    """Base of CTR rankers: scores (dense, sparse) feature rows with one logit each."""
+
+    kind: ClassVar[str] = ""
+    config_class: ClassVar[type[NetConfig]] = NetConfig
+
+    def __init__(
+        self, config: NetConfig, *, cardinalities: Sequence[int], n_dense: int, embeddings: EmbeddingPlan
+    ) -> None:
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise ConfigError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}"
+            )
+        cards = tuple(int(c) for c in cardinalities)
+        if not cards or min(cards) < 1:
+            raise ConfigError(f"cardinalities must be a non-empty list of sizes >= 1, got {cards}")
+        if n_dense < 0:
+            raise ConfigError(f"n_dense must be >= 0, got {n_dense}")
+        self.config = config
+        self.cardinalities = cards
+        self.n_dense = int(n_dense)
+        self.embedding_plan = embeddings
+
+    def forward(self, dense: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def embedding_collections(self) -> list[SparseEmbeddings]:
+        return [m for m in self.modules() if isinstance(m, SparseEmbeddings)]
+
+    def embedding_l2(self, sparse: torch.Tensor) -> torch.Tensor:
+        """Sum over all tables of the batch-mean squared norm of the rows ``sparse`` looks up."""
+        total = torch.zeros((), device=sparse.device)
+        for collection in self.embedding_collections():
+            total = total + collection.squared_norm(sparse)
+        return total
+
+
+def check_positive(name: str, value: int) -> None:
+    if value < 1:
+        raise ConfigError(f"{name} must be >= 1, got {value}")
+
+
+def check_widths(name: str, widths: Sequence[int]) -> None:
+    if any(w < 1 for w in widths):
+        raise ConfigError(f"{name} widths must be >= 1, got {tuple(widths)}")
+
+
+def check_dropout(value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {value}")
+
+
+def build_ranker(
+    kind: str,
+    config: NetConfig | Mapping[str, Any] | None = None,
+    *,
+    cardinalities: Sequence[int],
+    n_dense: int,
+    embeddings: EmbeddingPlan | None = None,
+) -> RankerNet:
+    """Build a registered ranker by kind ('logreg', 'dlrm', 'dcnv2', 'deepfm'), e.g. from an artifact."""
+    cls = net_class(kind)
+    if not (isinstance(cls, type) and issubclass(cls, RankerNet)):
+        raise ConfigError(f"network kind '{kind}' is not a CTR ranker")
+    if config is None:
+        cfg = cls.config_class()
+    elif isinstance(config, NetConfig):
+        cfg = config
+    else:
+        cfg = cls.config_class.from_dict(config)
+    return cls(cfg, cardinalities=cardinalities, n_dense=n_dense, embeddings=embeddings or EmbeddingPlan())

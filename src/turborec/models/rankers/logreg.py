@@ -1,0 +1,43 @@
+"""Logistic regression as a ranker: one weight per category (a 1-d table per feature) plus
+a linear term on the dense features. The baseline every deep ranker must beat."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from turborec.models.base import NetConfig, register_net
+from turborec.models.embeddings import EmbeddingPlan
+from turborec.models.rankers.common import RankerNet, SparseEmbeddings
+
+
+@dataclass(frozen=True)
+class LogRegConfig(NetConfig):
+    """No hyper-parameters: regularise through the trainer (embedding_l2, weight_decay)."""
+
+
+@register_net("logreg")
+class LogisticRegression(RankerNet):
+    config_class = LogRegConfig
+
+    def __init__(
+        self,
+        config: LogRegConfig | None = None,
+        *,
+        cardinalities: Sequence[int],
+        n_dense: int,
+        embeddings: EmbeddingPlan = EmbeddingPlan(),  # noqa: B008  (frozen, shared default is safe)
+    ) -> None:
+        super().__init__(config or LogRegConfig(), cardinalities=cardinalities, n_dense=n_dense, embeddings=embeddings)
+        self.weights = SparseEmbeddings(self.cardinalities, 1, embeddings)
+        self.dense_linear = nn.Linear(n_dense, 1, bias=False) if n_dense else None
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, dense: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
+        logit = self.weights(sparse).sum(dim=(1, 2)) + self.bias
+        if self.dense_linear is not None:
+            logit = logit + self.dense_linear(dense).squeeze(-1)
+        return logit

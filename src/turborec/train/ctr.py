@@ -1,0 +1,317 @@
+"""Training, evaluation and artifacts for CTR rankers.
+
+``fit_ranker`` runs Adam(W) with separate learning rate for the embedding tables,
+an L2 penalty on the embedding rows each batch looks up (``embedding_l2``; decaying
+whole tables every step would wipe rare rows under Adam's normalisation), decoupled
+weight decay on the dense layers, and early stopping on validation AUC with the best
+weights restored. ``save_ranker`` / ``load_ranker`` write and read artifacts of kind
+"ranker": the net kind and config, cardinalities, n_dense, the embedding plan, the
+encoder (``encoder.json``) and the weights (safetensors).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from turborec._util.artifact import load_artifact, save_artifact
+from turborec.data.ctr import CTRData, CTREncoder, RawCTR
+from turborec.errors import ArtifactError, ConfigError, DataError, TurborecError
+from turborec.metrics.ctr import ctr_metrics
+from turborec.models.embeddings import EmbeddingPlan
+from turborec.models.rankers import RankerNet, build_ranker
+from turborec.train.recommender import LoadHooks
+
+RANKER_KIND = "ranker"
+ENCODER_FILE = "encoder.json"
+
+
+@dataclass(frozen=True)
+class CTRTrainConfig:
+    epochs: int = 20
+    batch_size: int = 1024
+    lr: float = 1e-3
+    embedding_lr: float | None = None  # None = lr
+    weight_decay: float = 0.0  # decoupled (AdamW) decay of non-embedding parameters
+    embedding_l2: float = 0.0  # L2 on looked-up embedding rows, per batch
+    patience: int = 2  # evaluations without a better validation AUC before stopping
+    eval_every: int | None = None  # steps between validations; None = once per epoch
+    eval_batch_size: int = 8192
+    seed: int = 0
+    progress: bool = True
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ConfigError("epochs, batch_size and eval_batch_size must be >= 1")
+        if self.lr <= 0 or (self.embedding_lr is not None and self.embedding_lr <= 0):
+            raise ConfigError(f"learning rates must be > 0, got lr={self.lr}, embedding_lr={self.embedding_lr}")
+        if self.weight_decay < 0 or self.embedding_l2 < 0 or self.patience < 0:
+            raise ConfigError("weight_decay, embedding_l2 and patience must be >= 0")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise ConfigError(f"eval_every must be >= 1 or None, got {self.eval_every}")
+
+
+@dataclass
+class CTRFitResult:
+    best_valid_auc: float
+    best_step: int
+    steps: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _check_inputs(model: RankerNet, data: CTRData, what: str, need_label: bool = True) -> None:
+    if need_label and data.label is None:
+        raise DataError(f"{what} rows have no labels")
+    if data.n_dense != model.n_dense or data.n_sparse != len(model.cardinalities):
+        raise DataError(
+            f"{what} rows have {data.n_dense} dense / {data.n_sparse} sparse features; the model expects "
+            f"{model.n_dense} / {len(model.cardinalities)}"
+        )
+    too_big = [(n, d, m) for n, d, m in zip(data.sparse_names, data.cardinalities, model.cardinalities) if d > m]
+    if too_big:
+        name, have, want = too_big[0]
+        raise DataError(f"{what}: feature '{name}' has {have} categories but the model's table only {want}")
+
+
+def _batches(
+    data: CTRData, rows: np.ndarray, batch_size: int, device: str | torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    for start in range(0, len(rows), batch_size):
+        idx = rows[start : start + batch_size]
+        yield (
+            torch.from_numpy(data.dense[idx]).to(device),
+            torch.from_numpy(data.sparse[idx]).to(device),
+            None if data.label is None else torch.from_numpy(data.label[idx]).to(device),
+        )
+
+
+def predict_ranker(model: RankerNet, data: CTRData, *, batch_size: int = 8192) -> np.ndarray:
+    """Click probabilities float32 [N] for encoded rows (numpy out)."""
+    _check_inputs(model, data, "prediction", need_label=False)
+    # a compressed ranker may hold only buffers (int8 tables, int8 layers)
+    device = next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).device
+    was_training = model.training
+    model.eval()
+    out = np.empty(len(data), dtype=np.float32)
+    try:
+        with torch.inference_mode():
+            start = 0
+            for dense, sparse, _ in _batches(data, np.arange(len(data)), batch_size, device):
+                probs = torch.sigmoid(model(dense, sparse)).float().cpu().numpy()
+                out[start : start + len(probs)] = probs
+                start += len(probs)
+    finally:
+        model.train(was_training)
+    return out
+
+
+def evaluate_ranker(model: RankerNet, data: CTRData, *, batch_size: int = 8192) -> dict[str, float]:
+    """``{"auc", "logloss", "calibration", "normalized_entropy"}`` on labelled encoded rows."""
+    _check_inputs(model, data, "evaluation")
+    assert data.label is not None
+    return ctr_metrics(data.label, predict_ranker(model, data, batch_size=batch_size))
+
+
+class CTRTrainer:
+    """Fits a ranker on encoded rows; see :class:`CTRTrainConfig` for the options."""
+
+    def __init__(self, config: CTRTrainConfig | None = None) -> None:
+        self.config = config or CTRTrainConfig()
+
+    def _optimizer(self, model: RankerNet) -> torch.optim.Optimizer:
+        cfg = self.config
+        emb_params = {id(p): p for c in model.embedding_collections() for p in c.parameters()}
+        other = [p for p in model.parameters() if id(p) not in emb_params]
+        groups = [
+            {"params": list(emb_params.values()), "lr": cfg.embedding_lr or cfg.lr, "weight_decay": 0.0},
+            {"params": other, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
+        ]
+        params = [g for g in groups if g["params"]]
+        try:  # the fused kernel is ~10x faster than foreach on CPU for many small tables
+            return torch.optim.AdamW(params, fused=True)
+        except (RuntimeError, ValueError):
+            return torch.optim.AdamW(params)
+
+    def fit(self, model: RankerNet, train: CTRData, valid: CTRData | None = None) -> CTRFitResult:
+        cfg = self.config
+        _check_inputs(model, train, "training")
+        if valid is not None:
+            _check_inputs(model, valid, "validation")
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        model.to(cfg.device)
+        optimizer = self._optimizer(model)
+        loss_fn = nn.BCEWithLogitsLoss()
+        steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+        eval_every = cfg.eval_every or steps_per_epoch
+        best_auc, best_step, best_state = -math.inf, 0, None
+        history: list[dict[str, float]] = []
+        stale, step, started = 0, 0, time.perf_counter()
+        stop = False
+        for epoch in range(cfg.epochs):
+            model.train()
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}", disable=not cfg.progress, leave=False)
+            running = 0.0
+            for dense, sparse, label in _batches(train, rng.permutation(len(train)), cfg.batch_size, cfg.device):
+                logits = model(dense, sparse)
+                loss = loss_fn(logits, label)
+                if cfg.embedding_l2:
+                    loss = loss + cfg.embedding_l2 * model.embedding_l2(sparse)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                value = float(loss.detach())
+                running = 0.98 * running + 0.02 * value if step > 1 else value
+                bar.update(1)
+                bar.set_postfix(loss=f"{running:.4f}")
+                if valid is not None and step % eval_every == 0:
+                    valid_auc = evaluate_ranker(model, valid, batch_size=cfg.eval_batch_size)["auc"]
+                    model.train()
+                    history.append({"step": step, "epoch": epoch + 1, "train_loss": running, "valid_auc": valid_auc})
+                    if valid_auc > best_auc:
+                        best_auc, best_step, stale = valid_auc, step, 0
+                        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    else:
+                        stale += 1
+                        if stale > cfg.patience:
+                            stop = True
+                            break
+            bar.close()
+            if valid is not None and not history and epoch == cfg.epochs - 1:  # eval_every > all steps
+                valid_auc = evaluate_ranker(model, valid, batch_size=cfg.eval_batch_size)["auc"]
+                history.append({"step": step, "epoch": epoch + 1, "train_loss": running, "valid_auc": valid_auc})
+                best_auc, best_step = valid_auc, step
+            if valid is None:
+                history.append({"step": step, "epoch": epoch + 1, "train_loss": running})
+            if stop:
+                break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        model.eval()
+        return CTRFitResult(
+            best_valid_auc=best_auc if valid is not None else math.nan,
+            best_step=best_step if valid is not None else step,
+            steps=step,
+            seconds=time.perf_counter() - started,
+            history=history,
+        )
+
+
+def fit_ranker(
+    model: RankerNet, train: CTRData, valid: CTRData | None = None, config: CTRTrainConfig | None = None
+) -> CTRFitResult:
+    """Train ``model`` in place (best validation weights restored) and return the fit history."""
+    return CTRTrainer(config).fit(model, train, valid)
+
+
+def save_ranker(
+    path: str | os.PathLike[str],
+    model: RankerNet,
+    *,
+    encoder: CTREncoder | None = None,
+    metrics: dict[str, float] | None = None,
+    train_config: CTRTrainConfig | None = None,
+    transforms: Sequence[Mapping[str, Any]] = (),
+) -> Path:
+    """Write a "ranker" artifact (atomic, checksummed, no pickle).
+
+    ``transforms``: records of the compression transforms applied to ``model`` (turborec.compress),
+    replayed on load through ``load_ranker(path, hooks)``.
+    """
+    if not model.kind:
+        raise ConfigError(f"{type(model).__name__} is not registered with @register_net, so it cannot be reloaded")
+    config: dict[str, Any] = {
+        "net": model.kind,
+        "net_config": model.config.to_dict(),
+        "cardinalities": list(model.cardinalities),
+        "n_dense": model.n_dense,
+        "embeddings": model.embedding_plan.to_dict(),
+        "encoder": ENCODER_FILE if encoder is not None else None,
+    }
+    if train_config is not None:
+        config["train"] = asdict(train_config)
+    if transforms:
+        config["transforms"] = [dict(t) for t in transforms]
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    json_files = {ENCODER_FILE: encoder.to_json()} if encoder is not None else None
+    return save_artifact(path, kind=RANKER_KIND, config=config, tensors=state, json_files=json_files, metrics=metrics)
+
+
+@dataclass
+class LoadedRanker:
+    """A ranker rebuilt from its artifact, with the encoder it was trained with (if saved)."""
+
+    model: RankerNet
+    encoder: CTREncoder | None
+    metrics: dict[str, Any]
+    path: Path
+
+    def predict(self, rows: RawCTR | CTRData, *, batch_size: int = 8192) -> np.ndarray:
+        """Click probabilities float32 [N]; raw rows are encoded first (unseen categories -> OOV row)."""
+        if isinstance(rows, RawCTR):
+            if self.encoder is None:
+                raise ConfigError(f"{self.path}: the artifact has no encoder; pass encoded CTRData rows")
+            rows = self.encoder.transform(rows)
+        return predict_ranker(self.model, rows, batch_size=batch_size)
+
+
+def load_ranker(path: str | os.PathLike[str], hooks: LoadHooks | None = None) -> LoadedRanker:
+    """Rebuild the ranker (in eval mode) and its encoder from an artifact written by :func:`save_ranker`.
+
+    A compressed ranker's transforms are replayed by ``hooks`` (use turborec.compress.load).
+    """
+    art = load_artifact(path, kinds=[RANKER_KIND])
+    cfg = art.config
+    records = list(cfg.get("transforms", []))
+    if records and hooks is None:
+        raise ArtifactError(
+            f"{art.path}: this model was compressed ({', '.join(str(r.get('transform')) for r in records)}); "
+            "load it with turborec.compress.load"
+        )
+    try:
+        model = build_ranker(
+            str(cfg["net"]),
+            cfg["net_config"],
+            cardinalities=[int(c) for c in cfg["cardinalities"]],
+            n_dense=int(cfg["n_dense"]),
+            embeddings=EmbeddingPlan.from_dict(cfg.get("embeddings")),
+        )
+        if hooks is not None:
+            hooks.prepare(model, records)
+        model.load_state_dict(art.torch_tensors(), strict=True)
+        if hooks is not None:
+            hooks.finish(model, records)
+        encoder = CTREncoder.from_json(art.json(cfg["encoder"])) if cfg.get("encoder") else None
+    except (KeyError, TypeError, RuntimeError, TurborecError) as exc:
+        if isinstance(exc, ArtifactError):
+            raise
+        raise ArtifactError(f"{art.path}: cannot rebuild the ranker ({exc})") from exc
+    model.eval()
+    return LoadedRanker(model=model, encoder=encoder, metrics=art.metrics, path=art.path)
+
+
+__all__ = [
+    "CTRFitResult",
+    "CTRTrainConfig",
+    "CTRTrainer",
+    "LoadedRanker",
+    "evaluate_ranker",
+    "fit_ranker",
+    "load_ranker",
+    "predict_ranker",
+    "save_ranker",
+]

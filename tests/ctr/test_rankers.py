@@ -1,0 +1,142 @@
+"""Rankers: the shared contract, the interaction maths, injected tables, export-friendliness."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from turborec.errors import ConfigError
+from turborec.models.base import known_nets
+from turborec.models.embeddings import EmbeddingPlan, EmbeddingSpec
+from turborec.models.rankers import (
+    DLRM,
+    DCNv2,
+    DCNv2Config,
+    DeepFM,
+    DLRMConfig,
+    LogisticRegression,
+    RankerNet,
+    build_ranker,
+)
+
+CARDS = (5, 7, 11, 3)
+KINDS = ("logreg", "dlrm", "dcnv2", "deepfm")
+# every kind, plus DLRM and DCN-V2 with their optional first-order ("wide") term
+VARIANTS = [(k, {}) for k in KINDS] + [("dlrm", {"wide": True}), ("dcnv2", {"wide": True, "structure": "parallel"})]
+
+
+def _batch(n: int, n_dense: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    dense = torch.randn(n, n_dense, generator=gen)
+    sparse = torch.stack([torch.randint(0, c, (n,), generator=gen) for c in CARDS], dim=1)
+    return dense, sparse
+
+
+def test_kinds_are_registered() -> None:
+    assert set(KINDS) <= set(known_nets())
+
+
+@pytest.mark.parametrize(("kind", "config"), VARIANTS)
+@pytest.mark.parametrize("n_dense", [2, 0])
+def test_forward_contract(kind: str, config: dict[str, object], n_dense: int) -> None:
+    torch.manual_seed(0)
+    model = build_ranker(kind, config, cardinalities=CARDS, n_dense=n_dense)
+    dense, sparse = _batch(6, n_dense)
+    logits = model(dense, sparse)
+    assert logits.shape == (6,) and logits.dtype == torch.float32 and torch.isfinite(logits).all()
+    # rows are scored independently: one row alone gets the same logit as inside a batch
+    model.eval()
+    torch.testing.assert_close(model(dense[2:3], sparse[2:3]), model(dense, sparse)[2:3])
+    # every sparse feature matters: changing one category of row 0 changes its logit
+    changed = sparse.clone()
+    changed[0, 1] = (changed[0, 1] + 1) % CARDS[1]
+    assert model(dense, changed)[0] != model(dense, sparse)[0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_tables_come_from_the_plan(kind: str) -> None:
+    plan = EmbeddingPlan().with_table("sparse_1", EmbeddingSpec("dense", {"init_std": 0.0}))
+    model = build_ranker(kind, cardinalities=CARDS, n_dense=2, embeddings=plan)
+    collection = model.embedding_collections()[0]
+    assert list(collection.tables) == [f"sparse_{i}" for i in range(len(CARDS))]
+    assert [t.num_embeddings for t in collection.tables.values()] == list(CARDS)
+    assert torch.count_nonzero(collection.tables["sparse_1"].weight) == 0
+    assert torch.count_nonzero(collection.tables["sparse_0"].weight) > 0
+
+
+@pytest.mark.parametrize("kind", ["dlrm", "dcnv2"])
+def test_wide_term_adds_logistic_regression_logit(kind: str) -> None:
+    torch.manual_seed(4)
+    model = build_ranker(kind, {"wide": True}, cardinalities=CARDS, n_dense=2).eval()
+    assert model.wide is not None
+    assert list(model.wide.weights.tables) == [f"linear_{i}" for i in range(len(CARDS))]
+    dense, sparse = _batch(5)
+    with_wide = model(dense, sparse)
+    first_order = model.wide(dense, sparse)
+    model.wide = None
+    torch.testing.assert_close(with_wide, model(dense, sparse) + first_order)
+
+
+def test_dlrm_interaction_is_pairwise_dots() -> None:
+    torch.manual_seed(1)
+    model = DLRM(DLRMConfig(embedding_dim=4, bottom_mlp=(8,), top_mlp=()), cardinalities=CARDS, n_dense=2).eval()
+    dense, sparse = _batch(3)
+    vectors = [model.bottom(dense)] + [t(sparse[:, i]) for i, t in enumerate(model.embeddings.tables.values())]  # type: ignore[misc]
+    dots = [(vectors[i] * vectors[j]).sum(-1) for i, j in itertools.combinations(range(len(vectors)), 2)]
+    expected = model.top(torch.cat([vectors[0], torch.stack(dots, dim=1)], dim=1)).squeeze(-1)
+    torch.testing.assert_close(model(dense, sparse), expected)
+
+
+def test_deepfm_second_order_term_equals_pair_sum() -> None:
+    torch.manual_seed(2)
+    model = DeepFM(cardinalities=CARDS, n_dense=2).eval()
+    dense, sparse = _batch(3)
+    vectors = model.embeddings(sparse)
+    pair_sum = sum((vectors[:, i] * vectors[:, j]).sum(-1) for i, j in itertools.combinations(range(len(CARDS)), 2))
+    first = model.linear(sparse).sum(dim=(1, 2)) + model.bias + model.dense_linear(dense).squeeze(-1)  # type: ignore[misc]
+    deep = model.deep(torch.cat([dense, vectors.flatten(1)], dim=1)).squeeze(-1)
+    torch.testing.assert_close(model(dense, sparse), first + pair_sum + deep)
+
+
+def test_logreg_is_linear_in_one_hot_features() -> None:
+    model = LogisticRegression(cardinalities=CARDS, n_dense=2).eval()
+    dense, sparse = _batch(4)
+    weights = [t.weight[:, 0] for t in model.weights.tables.values()]  # type: ignore[union-attr]
+    expected = sum(w[sparse[:, i]] for i, w in enumerate(weights)) + model.bias + dense @ model.dense_linear.weight[0]  # type: ignore[union-attr]
+    torch.testing.assert_close(model(dense, sparse), expected)
+
+
+def test_dcn_parallel_low_rank_and_config_errors() -> None:
+    model = DCNv2(DCNv2Config(structure="parallel", low_rank=4, n_cross=2, deep=(8,)), cardinalities=CARDS, n_dense=2)
+    assert model(*_batch(5)).shape == (5,)
+    with pytest.raises(ConfigError, match="structure"):
+        DCNv2Config(structure="diagonal")
+    with pytest.raises(ConfigError, match="dropout"):
+        DCNv2Config(dropout=1.5)
+    with pytest.raises(ConfigError, match="unknown config keys"):
+        build_ranker("dcnv2", {"embedding_dim": 8, "n_crosses": 2}, cardinalities=CARDS, n_dense=2)
+    with pytest.raises(ConfigError, match=r"not a CTR ranker|unknown network kind"):
+        build_ranker("mf", cardinalities=CARDS, n_dense=2)
+    with pytest.raises(ConfigError, match="cardinalities"):
+        build_ranker("dlrm", cardinalities=(), n_dense=2)
+    with pytest.raises(ConfigError, match="needs a DLRMConfig"):
+        DLRM(DCNv2Config(), cardinalities=CARDS, n_dense=2)  # type: ignore[arg-type]
+
+
+def test_build_ranker_from_dict_keeps_config() -> None:
+    model = build_ranker("dcnv2", {"embedding_dim": 4, "deep": [16, 8]}, cardinalities=CARDS, n_dense=2)
+    assert isinstance(model, RankerNet) and model.config == DCNv2Config(embedding_dim=4, deep=(16, 8))
+    assert type(model.config).from_dict(model.config.to_dict()) == model.config
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_forward_exports_with_dynamic_batch(kind: str) -> None:
+    """No data-dependent control flow: torch.export traces it once for any batch size."""
+    torch.manual_seed(3)
+    model = build_ranker(kind, cardinalities=CARDS, n_dense=2).eval()
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.export.export(model, _batch(4), dynamic_shapes=({0: batch}, {0: batch}))
+    dense, sparse = _batch(9, seed=5)
+    torch.testing.assert_close(program.module()(dense, sparse), model(dense, sparse))
