@@ -1,5 +1,18 @@
 """turborec.data: interactions, vocabularies, loaders, the synthetic generator, filters, splits, protocols."""
 
+from turborec.data.ctr import (
+    CTRData,
+    CTREncoder,
+    DuplicateRowsWarning,
+    RawCTR,
+    SyntheticCTRConfig,
+    iter_synthetic_ctr,
+    read_avazu,
+    read_criteo,
+    read_libfm,
+    shuffle_split,
+    synthetic_ctr,
+)
 from turborec.data.filters import compact, dedupe, filter_min_rating, kcore
 from turborec.data.interactions import Interactions, ItemFeatures
 from turborec.data.loaders import LOADERS, load_csv, load_dataset, load_diginetica, load_movielens, load_parquet
@@ -11,10 +24,15 @@ from turborec.data.vocab import Vocabulary
 __all__ = [
     "LOADERS",
     "PROTOCOLS",
+    "CTRData",
+    "CTREncoder",
+    "DuplicateRowsWarning",
     "Interactions",
     "ItemFeatures",
     "Protocol",
+    "RawCTR",
     "Split",
+    "SyntheticCTRConfig",
     "SyntheticConfig",
     "Vocabulary",
     "apply_protocol",
@@ -23,6 +41,7 @@ __all__ = [
     "filter_min_rating",
     "generate_synthetic",
     "get_protocol",
+    "iter_synthetic_ctr",
     "kcore",
     "leave_last_out",
     "load_csv",
@@ -31,8 +50,13 @@ __all__ = [
     "load_movielens",
     "load_parquet",
     "random_split",
+    "read_avazu",
+    "read_criteo",
+    "read_libfm",
     "register_protocol",
+    "shuffle_split",
     "split_counts",
     "synthetic",
+    "synthetic_ctr",
     "temporal_split",
 ]

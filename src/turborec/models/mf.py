@@ -15,7 +15,7 @@ from turborec.models.embeddings import EmbeddingPlan
 class MFConfig(NetConfig):
     dim: int = 64
     regularization: float = 1e-2  # L2 on the embeddings a batch touches (used by BPR training)
-    negatives: int = 1  # sampled negatives per positive pair (BPR loss averaged over them)
+    negatives: int = 4  # sampled negatives per positive pair (BPR loss averaged over them)
     item_bias: bool = True  # per-item offset (popularity prior), folded into the vectors
     embeddings: EmbeddingPlan = field(default_factory=EmbeddingPlan)
 

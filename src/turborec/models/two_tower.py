@@ -28,10 +28,12 @@ class TwoTowerConfig(NetConfig):
     normalize: bool = True
     temperature: float = 0.07
     dropout: float = 0.1
+    share_item_embeddings: bool = False  # history items and candidates use two tables (as in FISM); True: one
     item_bias: bool = True  # a learned per-item score offset (popularity prior), folded into the vectors
     # training: catalogs up to this size use the full softmax over all items (exact, no sampling bias);
     # larger ones use in-batch negatives with log-Q correction plus ``sampled_negatives`` uniform ones
     full_softmax_below: int = 20_000
+    mask_positives: bool = False  # full softmax: drop the user's other training items from the negatives
     sampled_negatives: int = 512
     history_dropout: float = 0.2
     embeddings: EmbeddingPlan = field(default_factory=EmbeddingPlan)
@@ -109,7 +111,8 @@ class TwoTowerNet(RetrievalNet):
         self.n_users = int(dims["n_users"])
         self.n_items = int(dims["n_items"])
         item_table = plan.build("item", self.n_items, config.dim)
-        self.user_tower = UserTower(config, self.n_users, item_table, plan)
+        history_table = item_table if config.share_item_embeddings else plan.build("history_item", self.n_items, config.dim)
+        self.user_tower = UserTower(config, self.n_users, history_table, plan)
         self.item_tower = ItemTower(
             config, item_table, int(dims.get("n_tokens", 0)), int(dims.get("token_width", 0)), plan
         )

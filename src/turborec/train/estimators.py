@@ -74,7 +74,7 @@ class BPRRecommender(Recommender):
 
     config_class = MFConfig
     config: MFConfig
-    default_train = TrainConfig(epochs=200, batch_size=2048, lr=2e-3, weight_decay=0.0, patience=10)
+    default_train = TrainConfig(epochs=200, batch_size=2048, lr=1e-3, weight_decay=0.0, patience=10)
     def _build_net(self, dims: Mapping[str, int]) -> MFNet:
         return MFNet(self.config, dims)  # type: ignore[arg-type]
 
@@ -157,12 +157,18 @@ class TwoTowerRecommender(Recommender):
 
         full = n_items <= cfg.full_softmax_below
         all_items = torch.arange(n_items, device=dev)
+        seen = self.histories.to_csr() if full and cfg.mask_positives else None
 
         def loss(b: _TowerBatch) -> torch.Tensor:
             uv = net.user_vectors(b.users, b.history)
             bsz = len(b.items)
             if full:  # exact softmax over the whole catalog
                 logits = uv @ net.item_vectors(all_items).T
+                if seen is not None:  # the user's other positives are not negatives
+                    rows = seen[b.users.cpu().numpy()].toarray() > 0
+                    other = torch.from_numpy(rows).to(dev)
+                    other[torch.arange(bsz, device=dev), b.items] = False
+                    logits = logits.masked_fill(other, float("-inf"))
                 return F.cross_entropy(logits, b.items)
             cand = torch.cat([b.items, b.negatives])
             logits = uv @ net.item_vectors(cand).T  # temperature and item bias are inside the vectors
