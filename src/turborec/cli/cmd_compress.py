@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prune", type=float, metavar="RATIO", help="fraction of hidden neurons to remove, in (0, 1)")
     p.add_argument("--distill", action="append", type=key_value, default=[], metavar="KEY=VALUE",
                    help="train a smaller student, repeatable (e.g. dim=16, hidden=64); needs --data")
-    p.add_argument("--alpha", type=float, default=1.0, help="weight of the distillation term (default 1)")
+    p.add_argument("--alpha", type=float, default=3.0, help="weight of the distillation term (default 3)")
     p.add_argument("--finetune", type=int, default=0, metavar="EPOCHS",
                    help="fine-tune after pruning / with fake-quantized tables (needs --data)")
     p.add_argument("--report", action="store_true", help="measure standard variants instead of writing one")
@@ -222,7 +222,7 @@ def _retrieval_reports(args: argparse.Namespace, base: Any, out: Path) -> list[A
     import numpy as np
 
     from turborec.compress import compress_estimator
-    from turborec.compress.report import measure_variant
+    from turborec.compress.report import measure_variants
 
     split = _split(args) if args.data else None
     users = np.arange(min(args.batch, len(base.users)))
@@ -231,39 +231,34 @@ def _retrieval_reports(args: argparse.Namespace, base: Any, out: Path) -> list[A
         assert split is not None
         return float(est.evaluate(split.test, exclude=[split.valid], ks=(10,)).metrics["ndcg@10"])
 
-    def measure(name: str, path: Path) -> Any:
-        return measure_variant(name, path, metric_name="NDCG@10", evaluate=evaluate if split else None,
-                               batch=lambda est: est.score_users(users), rss=not args.no_rss)  # fmt: skip
-
-    reports = [measure("model", Path(args.model))]
+    paths: list[tuple[str, str | Path, str]] = [("model", args.model, "")]
     for name, spec in _standard(base.net):
         variant = compress_estimator(base, quantize=spec.quantize, quantize_mlp=spec.quantize_mlp, prune=spec.prune)
-        reports.append(measure(name, variant.save(out / "variants" / name)))
-    reports += [measure(Path(extra).name, Path(extra)) for extra in args.compare]
-    return reports
+        paths.append((name, variant.save(out / "variants" / name), "post-training"))
+    paths += [(Path(extra).name, extra, "--compare") for extra in args.compare]
+    return measure_variants(paths, metric_name="NDCG@10", evaluate=evaluate if split else None,
+                            batch=lambda est: est.score_users(users), rss=not args.no_rss)  # fmt: skip
 
 
 def _ranker_reports(args: argparse.Namespace, base: Any, out: Path) -> list[Any]:
+    import numpy as np
+
     from turborec.compress import compress_ranker, save_ranker
-    from turborec.compress.report import measure_variant
+    from turborec.compress.report import measure_variants
     from turborec.errors import ConfigError
     from turborec.train.ctr import evaluate_ranker, predict_ranker
 
     rows = _ctr_rows(args, base) if args.data else None
     if rows is None:
         raise ConfigError("--report of a ranker needs --data: labelled rows (--ctr-format criteo or avazu) to score")
-    timed = rows.take(__import__("numpy").arange(min(len(rows), args.batch * 16)))
-
-    def measure(name: str, path: Path) -> Any:
-        return measure_variant(name, path, metric_name="AUC", evaluate=lambda m: evaluate_ranker(m.model, rows)["auc"],
-                               batch=lambda m: predict_ranker(m.model, timed), rss=not args.no_rss)  # fmt: skip
-
-    reports = [measure("model", Path(args.model))]
+    timed = rows.take(np.arange(min(len(rows), args.batch * 16)))
+    paths: list[tuple[str, str | Path, str]] = [("model", args.model, "")]
     for name, spec in _standard(base.model):
         small = compress_ranker(base.model, quantize=spec.quantize, quantize_mlp=spec.quantize_mlp, prune=spec.prune)
-        reports.append(measure(name, save_ranker(out / "variants" / name, small, encoder=base.encoder)))
-    reports += [measure(Path(extra).name, Path(extra)) for extra in args.compare]
-    return reports
+        paths.append((name, save_ranker(out / "variants" / name, small, encoder=base.encoder), "post-training"))
+    paths += [(Path(extra).name, extra, "--compare") for extra in args.compare]
+    return measure_variants(paths, metric_name="AUC", evaluate=lambda m: evaluate_ranker(m.model, rows)["auc"],
+                            batch=lambda m: predict_ranker(m.model, timed), rss=not args.no_rss)  # fmt: skip
 
 
 def _ctr_rows(args: argparse.Namespace, loaded: Any) -> Any:

@@ -31,9 +31,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("-k", "--k", type=positive_int, default=10, help="cutoff for reported metrics (default 10)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    from turborec.cli import cmd_distributed
+
+    cmd_distributed.add_train_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from turborec.cli import cmd_distributed
+
+    if (code := cmd_distributed.run_sharded(args)) is not None:
+        return code
     if args.task == "ctr":
         from turborec.cli.ctr import train_ctr
 

@@ -12,7 +12,8 @@ its latency from a recorded request mix (real users and their histories) replaye
 --min-accuracy 0.97x is relative to the reference model, 0.25 an absolute NDCG@10.
 --objective latency minimises p99 at that floor instead of maximising accuracy within the SLO.
 Writes --out/report.md, points.json, the Pareto plots (PNG), and the chosen configuration as an
-artifact in --out/model (settings in its manifest's config.serving). Exit status 3 when no
+artifact in --out/model (settings in its manifest's config.serving), and a reference model it
+trained in --out/reference (start another run from it: --data OUT/reference). Exit status 3 when no
 configuration meets the constraints (the closest ones are printed), 2 for invalid options.
 """
 
@@ -45,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="user-tower backends to try, comma-separated")
     p.add_argument("--student-dims", default=None, metavar="D,D",
                    help="widths of distilled students (default: half and a quarter of the reference; '' for none)")
-    p.add_argument("--measure-seconds", type=float, default=3.0, help="replay window per point (default 3)")
+    p.add_argument("--measure-seconds", type=float, default=6.0,
+                   help="replay per point, judged by the median of 3 windows (default 6)")
     p.add_argument("--confirm", type=int, default=3, metavar="N", help="best feasible points confirmed over HTTP")
     p.add_argument("--requests", type=positive_int, default=2000, help="size of the recorded request mix")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -90,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"training the reference two-tower (at most {0.25 * options.budget_s:.0f} s) ...", flush=True)
         reference = fit_reference(split, "two-tower", dict(args.param), max_seconds=0.25 * options.budget_s,
                                   seed=args.seed, progress=not args.quiet)
+        # kept so a later run (another SLO) can start from it: turborec tune --data OUT/reference ...
+        saved = reference.save(out / "reference", metrics={"data": args.data, "protocol": args.protocol,
+                                                            "seed": args.seed})
+        print(f"reference model saved to {saved}", flush=True)
     space = space_for(reference, backends=backends, student_dims=students)
     result = run_tune(reference, split, options, out, space=space, budget=budget, progress=not args.quiet,
                       log=print)
