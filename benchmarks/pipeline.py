@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import torch
-from _common import SHARED_DATA, markdown_table, write_results
 
+from _common import SHARED_DATA, markdown_table, write_results
 from turborec.data import apply_protocol, load_movielens
 from turborec.train import TwoStagePipeline, TwoTowerRecommender, load
 

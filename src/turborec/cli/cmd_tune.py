@@ -48,7 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="widths of distilled students (default: half and a quarter of the reference; '' for none)")
     p.add_argument("--measure-seconds", type=float, default=6.0,
                    help="replay per point, judged by the median of 3 windows (default 6)")
-    p.add_argument("--confirm", type=int, default=3, metavar="N", help="best feasible points confirmed over HTTP")
+    p.add_argument("--confirm", type=int, default=5, metavar="N",
+                   help="best feasible points tried over HTTP, best first, until one holds (default 5)")
     p.add_argument("--requests", type=positive_int, default=2000, help="size of the recorded request mix")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -1,0 +1,193 @@
+"""The tuning report: every candidate (measured or why not), the Pareto fronts as PNG, a summary."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from turborec.tune.objective import Constraints
+from turborec.tune.pareto import ACCURACY_VS_MEMORY, ACCURACY_VS_P99, OperatingPoint, pareto_front
+from turborec.tune.results import MEASURED, Record, TuneResult
+
+P99_PLOT = "tune_accuracy_vs_p99.png"
+MEMORY_PLOT = "tune_accuracy_vs_memory.png"
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else ("inf" if math.isinf(v) else f"{v:.2f}")
+
+
+def limits_line(point: OperatingPoint, constraints: Constraints) -> str:
+    """What keeps ``point`` out, with a hint of why (a slow median is the model; a slow tail is queueing)."""
+    why = constraints.violations(point)
+    if any(w.startswith("p99") for w in why) and math.isfinite(point.p50_ms):
+        hint = ("even the median is over the SLO: the model or machine is too slow at this rate"
+                if point.p50_ms > constraints.slo_p99_ms else "the median is within the SLO: the tail is queueing")
+        why = [*why, f"p50 {point.p50_ms:.2f} ms, {hint}"]
+    return "; ".join(why)
+
+
+def summary(result: TuneResult) -> str:
+    """A few lines for the terminal: the choice, or why there is none and what came closest."""
+    c = result.constraints
+    opts = result.options
+    head = (f"tune: {len(result.measured())} points measured, {len(result.records) - len(result.measured())} "
+            f"skipped or unsupported, in {result.elapsed_s / 60:.1f} min (budget {opts.budget_s / 60:g} min); "
+            f"SLO p99 <= {c.slo_p99_ms:g} ms at {opts.rate:g} req/s")
+    if c.min_accuracy is not None:
+        head += f", NDCG@10 >= {c.min_accuracy:.4f}"
+    if c.memory_mb is not None:
+        head += f", memory <= {c.memory_mb:g} MB"
+    chosen = result.chosen
+    if chosen is not None:
+        http = f", HTTP p99 {_ms(chosen.http.p99_ms)} ms" if chosen.http is not None else " (not confirmed over HTTP)"
+        lines = [head, f"chosen: {chosen.key}: NDCG@10 {chosen.accuracy:.4f} "
+                       f"({(chosen.accuracy or 0) / max(result.reference_accuracy, 1e-12):.1%} of the reference), "
+                       f"p99 {_ms(chosen.stats.p99_ms if chosen.stats else None)} ms in-process{http}, "
+                       f"{chosen.memory_mb:.2f} MB"]
+        if result.artifact:
+            lines.append(f"saved {result.artifact}")
+        return "\n".join(lines)
+    confirmed = [r for r in result.records if r.http is not None]
+    in_process = [p for p in result.points() if c.feasible(p)]
+    lines = [head]
+    if in_process or confirmed:
+        lines.append(f"{len(in_process)} point(s) met the SLO in-process; {len(confirmed)} tried over HTTP, none held")
+    lines.append("no configuration meets the constraints. Closest:")
+    reasons = {r.key: r.reason for r in result.records}
+    for point, _ in result.selection.closest:
+        why = limits_line(point, c) or reasons.get(point.key) or "met the SLO in-process; not confirmed over HTTP"
+        lines.append(f"  {point.key}: NDCG@10 {point.accuracy:.4f}: {why}")
+    if not result.selection.closest:
+        lines.append("  (nothing was measured: see the report for why each candidate was skipped)")
+    return "\n".join(lines)
+
+
+def write_report(result: TuneResult, out: Path, *, plots: bool = True) -> list[Path]:
+    """points.json, report.md and the two Pareto plots in ``out``; returns the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "points.json", out / "report.md"]
+    (out / "points.json").write_text(json.dumps(to_json(result), indent=1, default=_json_default))
+    if plots:
+        written += plot_fronts(result, out)
+    (out / "report.md").write_text(markdown(result, [p.name for p in written if p.suffix == ".png"]))
+    return written
+
+
+def to_json(result: TuneResult) -> dict[str, Any]:
+    c = result.constraints
+    chosen = result.chosen
+    return {
+        "constraints": {"slo_p99_ms": c.slo_p99_ms, "min_ndcg@10": c.min_accuracy, "memory_mb": c.memory_mb},
+        "rate": result.options.rate, "objective": result.options.objective,
+        "budget_s": result.options.budget_s, "elapsed_s": result.elapsed_s,
+        "reference_ndcg@10": result.reference_accuracy, "chosen": chosen.key if chosen else None,
+        "artifact": result.artifact, "notes": result.notes, "exit_code": result.exit_code,
+        "front_accuracy_vs_p99": [p.key for p in pareto_front(result.points(), ACCURACY_VS_P99)],
+        "front_accuracy_vs_memory": [p.key for p in pareto_front(result.points(), ACCURACY_VS_MEMORY)],
+        "points": [r.to_dict() for r in result.records],
+    }
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return None if not math.isfinite(obj) else obj
+    return str(obj)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _row(r: Record, c: Constraints, front: set[str], chosen: str | None, confirming: bool) -> str:
+    p = r.point()
+    if p is None or not c.feasible(p):
+        ok = "no (HTTP)" if r.http is not None and r.stats is not None and r.stats.p99_ms <= c.slo_p99_ms else "no"
+    else:
+        ok = "yes, over HTTP" if r.http is not None else ("in-process only" if confirming else "yes")
+    mark = " **(chosen)**" if r.key == chosen else (" (front)" if r.key in front else "")
+    s, h = r.stats, r.http
+    return (f"| {_cell(r.key)}{mark} | {r.candidate.stage} | {r.accuracy:.4f} | {_ms(s.p50_ms if s else None)} | "
+            f"{_ms(s.p99_ms if s else None)} | {_ms(h.p99_ms if h else None)} | {r.memory_mb:.2f} | {ok} | "
+            f"{_cell(r.reason)} |")
+
+
+def markdown(result: TuneResult, images: list[str]) -> str:
+    c = result.constraints
+    chosen = result.chosen.key if result.chosen else None
+    front = {p.key for p in pareto_front(result.points(), ACCURACY_VS_P99)}
+    lines = ["# turborec tune report", "", "```", summary(result), "```", ""]
+    lines += [f"Reference model (uncompressed, eager, exact scoring): NDCG@10 {result.reference_accuracy:.4f} on "
+              "the validation split. Latency: the recorded request mix replayed open-loop at the target rate "
+              "through the service (micro-batching, admission), from each request's scheduled time; shed or "
+              "lost requests count as infinitely slow. HTTP p99: the same mix against a real server on "
+              "127.0.0.1 from the load generator in its own process.", ""]
+    for name in images:
+        lines += [f"![{name}]({name})", ""]
+    lines += ["## Measured points", "",
+              "| configuration (model · backend · index · batching) | stage | NDCG@10 | p50 ms | p99 ms | "
+              "HTTP p99 ms | memory MB | meets all | note |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    confirming = result.options.confirm_top > 0
+    lines += [_row(r, c, front, chosen, confirming) for r in result.records if r.status == MEASURED]
+    others = [r for r in result.records if r.status != MEASURED]
+    if others:
+        lines += ["", "## Not measured", "", "| configuration | stage | status | why |", "|---|---|---|---|"]
+        lines += [f"| {_cell(r.key)} | {r.candidate.stage} | {r.status} | {_cell(r.reason)} |" for r in others]
+    if result.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in result.notes]
+    return "\n".join(lines) + "\n"
+
+
+def plot_fronts(result: TuneResult, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = result.points()
+    c = result.constraints
+    chosen = result.chosen.key if result.chosen else None
+    paths = []
+    for attr, objectives, name, label, limit in (
+        ("p99_ms", ACCURACY_VS_P99, P99_PLOT, "p99 latency (ms)", c.slo_p99_ms),
+        ("memory_mb", ACCURACY_VS_MEMORY, MEMORY_PLOT, "memory (MB, weights + index)", c.memory_mb),
+    ):
+        fig, ax = plt.subplots(figsize=(7.5, 4.8))
+        finite = [p for p in points if math.isfinite(p.value(attr))]
+        stages = sorted({str(p.config.get("stage", "")) for p in finite})
+        for stage in stages:
+            sel = [p for p in finite if p.config.get("stage") == stage]
+            ax.scatter([p.value(attr) for p in sel], [p.accuracy for p in sel], s=28, alpha=0.8, label=stage)
+        lost = [p for p in points if not math.isfinite(p.value(attr))]
+        if lost:  # shed / lost requests: drawn at the right edge, not dropped
+            edge = 2.0 * max([p.value(attr) for p in finite] + [limit or 1.0])
+            ax.scatter([edge] * len(lost), [p.accuracy for p in lost], marker="x", color="gray",
+                       label=f"p99 inf (shed/lost), drawn at {edge:.3g}")
+        front = pareto_front(finite, objectives)
+        ax.step([p.value(attr) for p in front], [p.accuracy for p in front], where="post", color="black", lw=1,
+                label="Pareto front")
+        for p in finite:
+            if p.key == chosen:
+                ax.scatter([p.value(attr)], [p.accuracy], s=160, facecolors="none", edgecolors="red", lw=2,
+                           label="chosen")
+        if limit is not None:
+            ax.axvline(limit, color="tab:red", ls="--", lw=1, label=f"limit {limit:g}")
+        if c.min_accuracy is not None:
+            ax.axhline(c.min_accuracy, color="tab:green", ls=":", lw=1, label=f"floor {c.min_accuracy:.3f}")
+        if attr == "p99_ms" and finite and max(p.p99_ms for p in finite) > 20 * min(p.p99_ms for p in finite):
+            ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("NDCG@10 (validation)")
+        ax.set_title(f"turborec tune: accuracy vs {label.split(' (')[0]} at {result.options.rate:g} req/s")
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        paths.append(out / name)
+    return paths
+
+
+__all__ = ["MEMORY_PLOT", "P99_PLOT", "limits_line", "markdown", "summary", "to_json", "write_report"]

@@ -1,0 +1,1 @@
+"""Tests of turborec.compress and the compact tables of turborec.models.compact."""
