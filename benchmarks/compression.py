@@ -30,6 +30,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -165,15 +166,19 @@ def retrieval(seeds: int, repeats: int) -> dict[str, Any]:
     students = {
         "control": [ndcg(c) for c, _ in pairs],
         "distilled": [ndcg(d) for _, d in pairs],
+        "valid_control": [ndcg(c, "valid") for c, _ in pairs],
+        "valid_distilled": [ndcg(d, "valid") for _, d in pairs],
     }
     diffs = [d - c for c, d in zip(students["control"], students["distilled"])]
+    valid_diffs = [d - c for c, d in zip(students["valid_control"], students["valid_distilled"])]
     return {
         "split": split.summary(),
         "student": {k: list(v) if isinstance(v, tuple) else v for k, v in STUDENT.items()},
         "distill": asdict(DISTILL),
         "valid_ndcg": valid_scores,
         "students": {"control": interval(students["control"]), "distilled": interval(students["distilled"]),
-                     "paired_diff": interval(diffs), "runs": students},
+                     "paired_diff": interval(diffs), "valid_paired_diff": interval(valid_diffs),
+                     "wins": sum(x > 0 for x in diffs), "valid_wins": sum(x > 0 for x in valid_diffs), "runs": students},
         "variants": [{**asdict(r), "model_bytes": r.model_bytes} for r in reports],
         "_reports": reports,
     }
@@ -200,6 +205,7 @@ def scale(repeats: int) -> dict[str, Any]:
                                rounds=repeats)
     for r in reports:
         print(f"  scale {r.name}: weights {r.model_bytes / 2**20:.1f} MB, RSS added {(r.rss_bytes or 0) / 2**20:.1f} MB")
+    shutil.rmtree(VARIANTS / "scale", ignore_errors=True)  # ~500 MB of artifacts, measured and done
     return {"variants": [{**asdict(r), "model_bytes": r.model_bytes} for r in reports], "_reports": reports}
 
 
@@ -317,6 +323,12 @@ def rankers(name: str, splits_n: int, student_seeds: int, repeats: int) -> dict[
 
 
 # ------------------------------------------------------------------ output
+def _ci(stat: dict[str, float], fmt: str) -> str:
+    """'mean ± half-width', or the mean alone when there is one run (no interval)."""
+    mean = format(stat["mean"], fmt)
+    return mean if stat["n"] < 2 else f"{mean} ± {stat['ci95']:.4f}"
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines: list[str] = []
     if "retrieval" in result:
@@ -327,7 +339,10 @@ def markdown(result: dict[str, Any]) -> str:
                   f"Students (dim 16, hidden 64), test NDCG@10 over {s['control']['n']} training seed(s): "
                   f"control {s['control']['mean']:.4f} ± {s['control']['ci95']:.4f}, distilled "
                   f"{s['distilled']['mean']:.4f} ± {s['distilled']['ci95']:.4f}, paired difference "
-                  f"{s['paired_diff']['mean']:+.4f} ± {s['paired_diff']['ci95']:.4f} (95% t-interval).", ""]  # fmt: skip
+                  f"{s['paired_diff']['mean']:+.4f} ± {s['paired_diff']['ci95']:.4f} (95% t-interval; distilled better "
+                  f"in {s['wins']} of {s['control']['n']}); on validation {s['valid_paired_diff']['mean']:+.4f} ± "
+                  f"{s['valid_paired_diff']['ci95']:.4f} (better in {s['valid_wins']}). Teacher: test "
+                  f"{r['_reports'][0].metric:.4f}.", ""]  # fmt: skip
     if "scale" in result:
         lines += ["### memory at scale: two-tower over 300k items and 25k users (1 epoch; memory only)", "",
                   "Latency here is the user tower for 256 users (scoring 300k items is not the point).", "",
@@ -340,10 +355,10 @@ def markdown(result: dict[str, Any]) -> str:
         diff = st["distilled_minus_control"]
         lines += [f"### {name}: {r['setup']['kind']} teacher ({r['splits']} split(s)); bytes and latency from split 0",
                   "", markdown_table(r["_reports"], "teacher"), "",
-                  "| variant | test AUC (mean ± 95% CI) | Δ vs teacher (paired) |", "|---|---:|---:|"]  # fmt: skip
+                  "| variant | test AUC (mean ± 95% CI over splits) | Δ vs teacher (paired) |", "|---|---:|---:|"]  # fmt: skip
         for label, auc in r["auc"].items():
             d = r["diff_vs_teacher"][label]
-            lines.append(f"| {label} | {auc['mean']:.4f} ± {auc['ci95']:.4f} | {d['mean']:+.4f} ± {d['ci95']:.4f} |")
+            lines.append(f"| {label} | {_ci(auc, '.4f')} | {_ci(d, '+.4f')} |")
         lines += ["", f"Students over {diff['n']} (split, seed) pairs: control {st['control']['mean']:.4f}, distilled "
                   f"{st['distilled']['mean']:.4f}; distilled minus control {diff['mean']:+.4f} ± {diff['ci95']:.4f} "
                   f"(paired, 95% t-interval), distilled better in {st['wins']} of {diff['n']}.", ""]
@@ -355,7 +370,7 @@ def main() -> None:
     parser.add_argument("--part", choices=("all", "retrieval", "scale", "rankers"), default="all")
     parser.add_argument("--seeds", type=int, default=5, help="student training seeds (ml-latest-small, synthetic CTR)")
     parser.add_argument("--splits", type=int, default=5, help="shuffled splits of the Criteo sample")
-    parser.add_argument("--repeats", type=int, default=30, help="timed batches per variant (median reported)")
+    parser.add_argument("--repeats", type=int, default=100, help="timed batches per variant (median reported)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -376,7 +391,7 @@ def main() -> None:
     payload = {k: {kk: vv for kk, vv in v.items() if kk != "_reports"} for k, v in result.items()}
     payload["seconds"] = time.perf_counter() - started
     payload["median_note"] = "latency: median of --repeats timed batches after 3 warm-up calls, 1 thread"
-    write_results("compression", payload, table)
+    write_results("compression" if args.part == "all" else f"compression_{args.part}", payload, table)
     print(f"({payload['seconds']:.0f}s)")
 
 
