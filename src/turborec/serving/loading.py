@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from turborec._util.artifact import WEIGHTS, Artifact, load_artifact
+from turborec.compress import load as load_compressed
 from turborec.errors import ArtifactError
 from turborec.serving.model import ServingModel
 from turborec.serving.net_model import NetServingModel
@@ -68,4 +69,5 @@ def serving_model_from_recommender(
 
 @register_artifact_loader("retrieval")
 def _retrieval(art: Artifact, history_len: int) -> ServingModel:
-    return serving_model_from_recommender(load_recommender(art.path), artifact_version(art), history_len)
+    rec: Any = load_recommender(art.path) if not art.config.get("transforms") else load_compressed(art.path)
+    return serving_model_from_recommender(rec, artifact_version(art), history_len)
