@@ -5,8 +5,8 @@
 
 For each SLO: ``turborec tune --data ml-latest-small --slo-p99-ms S --rate R`` runs as a user would
 run it (a child process, wall time measured). If it chose a configuration, that artifact is then
-served by a fresh server process (pinned to ``--server-cpu``; micro-batching from the manifest,
-full tier only) and loaded by the open-loop generator (pinned to ``--load-cpu``) with a *fresh*
+served by a fresh server process (``--server-cpu`` pins it; micro-batching from the manifest,
+full tier only) and loaded by the open-loop generator (``--load-cpu``) with a *fresh*
 request mix (another seed) for ``--repeats`` runs; the median p99 is quoted. In the same run, the
 baseline a user would otherwise pick: the reference model under ``turborec serve``'s defaults
 (eager, exact scoring, max_batch 64 / max_wait 1 ms). Checks: the chosen configuration holds the
@@ -43,7 +43,8 @@ RUNS = REPO / "runs" / "tune-bench"
 
 # ------------------------------------------------------------------ server role
 def serve(args: argparse.Namespace) -> None:
-    os.sched_setaffinity(0, {args.cpu})
+    if args.cpu >= 0:
+        os.sched_setaffinity(0, {args.cpu})
     import torch
 
     torch.set_num_threads(1)
@@ -114,7 +115,7 @@ def load_test(artifact: Path, args: argparse.Namespace, slo: float, plain: bool,
         for i in range(args.repeats + 1):  # the first run warms the server and is not quoted
             spec = LoadSpec(url=f"http://127.0.0.1:{port}", rate=args.rate, duration_s=1.0 + args.seconds,
                             requests=mix.templates(), timeout_s=5.0, seed=100 + i, connections=256, preopen=32)
-            result = run_load_subprocess(spec, [args.load_cpu])
+            result = run_load_subprocess(spec, [args.load_cpu] if args.load_cpu >= 0 else None)
             window = result.scheduled >= 1.0
             lat = np.where(result.status[window] == 200, result.latency[window], np.inf)
             if i:
@@ -191,8 +192,9 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=500.0)
     p.add_argument("--budget-minutes", type=float, default=15.0)
     p.add_argument("--data", default=str(SHARED_DATA / "ml-latest-small"))
-    p.add_argument("--server-cpu", type=int, default=0)
-    p.add_argument("--load-cpu", type=int, default=1)
+    # -1: unpinned (the default: on 2 cores shared with other work, a pinned process waits for its one core)
+    p.add_argument("--server-cpu", type=int, default=-1)
+    p.add_argument("--load-cpu", type=int, default=-1)
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()

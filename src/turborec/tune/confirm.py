@@ -1,54 +1,101 @@
-"""Confirmation over HTTP: the configuration served by a real server on 127.0.0.1, loaded by the
-open-loop generator (``turborec.bench.loadgen``) running in its own process.
+"""Confirmation over HTTP: the candidate saved as an artifact, served by a fresh server process on
+127.0.0.1, loaded by the open-loop generator (``turborec.bench.loadgen``) in another process.
 
-The server is the one ``turborec serve`` runs (``serving.server.background_server`` with the
-settings' HTTP front end), in a thread of this process; the generator is a child process so the
-two do not share an interpreter lock. Latency is from each request's scheduled send time.
+The server process rebuilds the model from the artifact (:func:`~turborec.tune.served.load_tuned_serving_model`)
+and runs ``turborec.serving.server.run_server``, the path ``turborec serve`` takes (the default lean
+HTTP front end), with the candidate's micro-batching and admission settings. Nothing of the search
+process (its many models, sessions and threads) shares that process, and the artifact round trip
+is checked on the way. Latency is from each request's scheduled send time.
 """
 
 from __future__ import annotations
 
-import gc
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import numpy as np
 
 from turborec.bench.loadgen import LoadSpec, run_load_subprocess
-from turborec.serving.model import ServingModel
-from turborec.serving.server import background_server
-from turborec.serving.service import RecommendService
+from turborec.errors import ConfigError
 from turborec.serving.settings import ServeSettings
-from turborec.serving.stores.open import open_store
 from turborec.tune.replay import LatencyStats, RequestMix
+
+START_TIMEOUT_S = 180.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(artifact: Path, settings: ServeSettings, port: int) -> subprocess.Popen[bytes]:
+    """A server process for ``artifact`` on 127.0.0.1:``port``; returns once /healthz answers."""
+    import httpx
+
+    args = [sys.executable, "-m", "turborec.tune._server", str(artifact), str(port), str(settings.slo_p99_ms),
+            str(settings.max_batch), str(settings.max_wait_ms), settings.executor, str(settings.shed_at)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    log = tempfile.TemporaryFile()  # noqa: SIM115  (closed with the process below)
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise ConfigError(f"the server for {artifact} exited: {log.read().decode(errors='replace')[-2000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0).status_code == 200:
+                    return proc
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise ConfigError(f"the server for {artifact} did not come up in {START_TIMEOUT_S:.0f} s")
+    except BaseException:
+        stop_server(proc)
+        raise
+    finally:
+        log.close()
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def confirm_over_http(
-    model: ServingModel,
+    artifact: Path,
     settings: ServeSettings,
     mix: RequestMix,
     rate: float,
     *,
-    seconds: float = 4.0,
+    seconds: float = 6.0,
     warmup_s: float = 1.0,
     seed: int = 1,
     timeout_s: float = 5.0,
     windows: int = 3,
 ) -> LatencyStats:
-    """Serve ``model`` with ``settings`` on a free loopback port and load it at ``rate`` req/s; statistics
-    of the median of ``windows`` windows after ``warmup_s`` (non-200 answers count as failed)."""
-    service = RecommendService(model, open_store(settings), settings)
-    service.warm_up()
-    gc.collect()
-    gc.freeze()  # as `turborec serve` does: long-lived objects stay out of the collector's full passes
+    """Serve ``artifact`` with ``settings`` in a fresh process and load it at ``rate`` req/s; statistics of
+    the median of ``windows`` windows after ``warmup_s`` (non-200 answers count as failed)."""
+    port = free_port()
+    proc = start_server(artifact, settings, port)
     try:
-        with background_server(service) as server:
-            spec = LoadSpec(url=server.url, rate=rate, duration_s=warmup_s + seconds, requests=mix.templates(),
-                            timeout_s=timeout_s, seed=seed, connections=256, preopen=32)
-            result = run_load_subprocess(spec)
+        spec = LoadSpec(url=f"http://127.0.0.1:{port}", rate=rate, duration_s=warmup_s + seconds,
+                        requests=mix.templates(), timeout_s=timeout_s, seed=seed, connections=256, preopen=32)
+        result = run_load_subprocess(spec)
     finally:
-        gc.unfreeze()
-        service.store.close()
+        stop_server(proc)
     latency = np.where(result.status == 200, result.latency, np.inf)
     return LatencyStats.from_windows(latency, result.scheduled, rate, warmup_s, seconds, windows)
 
 
-__all__ = ["confirm_over_http"]
+__all__ = ["confirm_over_http", "free_port", "start_server", "stop_server"]

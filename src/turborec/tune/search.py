@@ -12,9 +12,11 @@ build and measurement; what it cuts is recorded as skipped.
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -25,6 +27,7 @@ from turborec.retrieval import Index
 from turborec.serving.settings import ServeSettings
 from turborec.train.recommender import Recommender
 from turborec.tune.accuracy import EvalSet, served_ndcg
+from turborec.tune.artifact import save_tuned
 from turborec.tune.confirm import confirm_over_http
 from turborec.tune.objective import Bounds, Constraints, Selection, better, select, skip_reason
 from turborec.tune.pareto import ALL_OBJECTIVES, OperatingPoints
@@ -209,9 +212,13 @@ class Tuner:
             pool = measured
         return min(pool, key=lambda r: _latency_rank(r)).candidate.knobs
 
+    def confirm_cost(self, knobs: ServingKnobs) -> float:
+        """One HTTP confirmation: a server process started (its backend built again), warm-up, the windows."""
+        return BUILD_COST_S.get(knobs.backend, 10.0) + 8.0 + self.options.warmup_s + self.options.confirm_s + 3.0
+
     def reserve(self) -> float:
-        """Time kept for the HTTP confirmations and writing the results."""
-        return self.options.confirm_top * (self.options.confirm_s + 6.0) + 10.0
+        """Time kept for the HTTP confirmations (at eager cost; a compiled backend pays its own) and the results."""
+        return self.options.confirm_top * self.confirm_cost(ServingKnobs()) + 10.0
 
     # ------------------------------------------------------------------ confirm
     def confirm(self) -> None:
@@ -226,14 +233,18 @@ class Tuner:
             for p, r in pending[1:]:
                 if better(p, best, self.options.objective):
                     best, record = p, r
-            if not self.budget.allows(self.options.confirm_s + 6.0):
+            cost = self.confirm_cost(record.candidate.knobs)
+            if not self.budget.allows(cost):
                 record.reason = "not confirmed over HTTP: time budget"
-                self.log(f"  not confirmed over HTTP (time budget): {record.key}")
+                self.log(f"  not confirmed over HTTP (time budget, ~{cost:.0f} s): {record.key}")
                 return
-            model = self._serving_model(record.candidate)
-            record.http = confirm_over_http(model, self.settings(record.candidate.knobs), self.mix, self.options.rate,
-                                            seconds=self.options.confirm_s, seed=self.options.seed + 1,
-                                            windows=self.options.windows)
+            rec, index = self.built(record.candidate.model, record.candidate.knobs)
+            with tempfile.TemporaryDirectory(prefix="turborec-tune-") as tmp:
+                path = save_tuned(Path(tmp) / "candidate", rec, record.candidate.knobs, index=index,
+                                  tuned_for={"slo_p99_ms": self.options.slo_p99_ms, "rate": self.options.rate})
+                record.http = confirm_over_http(path, self.settings(record.candidate.knobs), self.mix,
+                                                self.options.rate, seconds=self.options.confirm_s,
+                                                seed=self.options.seed + 1, windows=self.options.windows)
             held = record.http.p99_ms <= self.constraints.slo_p99_ms
             self.log(f"  HTTP {'holds' if held else 'FAILS'} {record.key}: p99 {_ms(record.http.p99_ms)} "
                      f"(p50 {_ms(record.http.p50_ms)}, {record.http.failed} failed of {record.http.sent})")
