@@ -32,11 +32,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
     from pathlib import Path
 
     from turborec._util.artifact import load_artifact
 
-    load_artifact(args.artifact)  # verify before binding a port: a bad artifact is a one-line error
+    art = load_artifact(args.artifact)  # verify before binding a port: a bad artifact is a one-line error
+    from turborec.serving.settings import ENV_PREFIX, ServeSettings
+
+    # settings recorded by 'turborec tune' are defaults, below the environment and the flags
+    tuned = art.config.get("serving") or {}
+    keys = ("slo_p99_ms", "max_batch", "max_wait_ms", "executor", "shed_at")
+    environ = {**{ENV_PREFIX + k.upper(): str(tuned[k]) for k in keys if k in tuned}, **os.environ}
     overrides = {
         "artifact": Path(args.artifact),
         "host": args.host,
@@ -50,9 +57,7 @@ def run(args: argparse.Namespace) -> int:
         "redis_url": args.redis_url,
         "adaptive_tiers": False if args.no_adaptive_tiers else None,
     }
-    from turborec.serving.settings import ServeSettings
-
-    settings = ServeSettings.from_env(**overrides)
+    settings = ServeSettings.from_env(environ, **overrides)
     if args.ray:
         from turborec.distributed.ray_serve import RayServeOptions, run_ray_server
 
