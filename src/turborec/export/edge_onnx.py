@@ -12,7 +12,7 @@ import io
 import logging
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -20,21 +20,11 @@ import torch
 from torch import nn
 
 from turborec._util.optional import require
-from turborec.backends.onnx_export import gemm_to_matmul
+from turborec.backends.onnx_export import _Positional, gemm_to_matmul
 from turborec.errors import ConfigError
 
 OPSET = 17
 OUTPUT = "output"
-
-
-class _Positional(nn.Module):
-    def __init__(self, module: nn.Module, names: Sequence[str]) -> None:
-        super().__init__()
-        self.inner = module
-        self.names = tuple(names)
-
-    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return self.inner(**dict(zip(self.names, tensors)))
 
 
 def export_graph(
