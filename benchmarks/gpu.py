@@ -215,7 +215,11 @@ def embedding_case(
 
 # ----------------------------------------------------------------------------------------------- top-K
 # BN=256 tiles spill registers in the filter epilogue (ptxas -v), so the sweep stays at <=128 x 128
-TOPK_SWEEP = [TopKConfig(64, 64, 4, 3, 4), TopKConfig(64, 64, 4, 4, 2), TopKConfig(128, 64, 4, 3, 2)]  # fmt: skip
+# the previous default (pass 1 in 64-query blocks, one tile per test) runs in every run as the reference
+TOPK_ALWAYS = [TopKConfig(), TopKConfig(pass1_block_m=64, pass1_num_warps=4, tile_pairs=False),
+               TopKConfig(tile_pairs=False), TopKConfig(pass1_block_m=64, pass1_num_warps=4),
+               TopKConfig(pass1_num_warps=4)]  # fmt: skip
+TOPK_SWEEP = [TopKConfig(64, 64, 4, 3, 4), TopKConfig(64, 64, 4, 4, 2), TopKConfig(64, 64, 4, 3, 3)]  # fmt: skip
 
 
 def bench_topk(dev: torch.device, sizes: dict[str, Any], reps: int, sweep: bool) -> dict[str, Any]:
@@ -259,7 +263,7 @@ def bench_topk(dev: torch.device, sizes: dict[str, Any], reps: int, sweep: bool)
     out["blocked_bf16_ms"] = timed(blocked, max(3, reps // 2), warmup=1)
     out["blocked_bf16_exactness"] = exactness(*blocked(0))
     out["variants"] = []
-    for cfg in [TopKConfig()] + (TOPK_SWEEP if sweep else []):
+    for cfg in TOPK_ALWAYS + (TOPK_SWEEP if sweep else []):
         stats = TopKStats()
         run = lambda i, c=cfg: exact_topk(query_sets[i % 2], items, k, config=c)  # noqa: E731
         variant: dict[str, Any] = {"config": {k_: v for k_, v in vars(cfg).items() if k_ != "max_candidate_bytes"}}
@@ -291,7 +295,9 @@ def _pass2_name(config: dict[str, Any]) -> str:
         return "detect + emit kernels"
     if "private_slots" in config and not config["private_slots"]:
         return "filter kernel with atomic counters"
-    return "filter kernel, private slots" + ("" if config.get("branch", True) else ", no tile test")
+    pass1 = f"pass 1 BM {config.get('pass1_block_m', config['block_m'])} / {config.get('pass1_num_warps', config['num_warps'])} warps"
+    pairs = ", tiles tested in pairs" if config.get("tile_pairs") else ""
+    return f"{pass1}, filter kernel, private slots{pairs}" + ("" if config.get("branch", True) else ", no tile test")
 
 
 def pass1_only(queries: torch.Tensor, items: torch.Tensor, k: int, cfg: TopKConfig) -> torch.Tensor:

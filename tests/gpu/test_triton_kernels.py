@@ -90,22 +90,36 @@ def assert_exact(scores: torch.Tensor, positions: torch.Tensor, ref: torch.Tenso
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("k", [1, 100])
-def test_two_pass_topk_is_exact(cuda: torch.device, dtype: torch.dtype, k: int) -> None:
-    items = torch.randn(300_000, 64, device=cuda).to(dtype)
+@pytest.mark.parametrize(
+    "config",
+    [TopKConfig(), TopKConfig(pass1_block_m=64, pass1_num_warps=4), TopKConfig(tile_pairs=False)],
+    ids=["default", "pass1-bm64", "single-tiles"],
+)
+def test_two_pass_topk_is_exact(cuda: torch.device, dtype: torch.dtype, k: int, config: TopKConfig) -> None:
+    items = torch.randn(300_001, 64, device=cuda).to(dtype)  # odd: a pair's second tile runs past the end
     queries = torch.randn(300, 64, device=cuda).to(dtype)
     stats = TopKStats()
-    scores, positions = exact_topk(queries, items, k, use_triton=True, stats=stats)
+    scores, positions = exact_topk(queries, items, k, use_triton=True, stats=stats, config=config)
     assert stats.chunks >= 2 * k and stats.candidates_max >= k
     assert_exact(scores, positions, queries.double() @ items.double().T, k)
 
 
-def test_two_pass_topk_overflow_and_adversarial_order(cuda: torch.device) -> None:
+@pytest.mark.parametrize("pairs", [False, True])
+def test_two_pass_topk_overflow_and_adversarial_order(cuda: torch.device, pairs: bool) -> None:
     # items sorted by norm: the sample sees every norm, but tiny candidate slots overflow
     items = torch.randn(200_000, 32, device=cuda)
     items = items[items.norm(dim=1).argsort()].bfloat16()
     queries = torch.randn(200, 32, device=cuda).bfloat16()
     stats = TopKStats()
-    config = TopKConfig(block_m=64, block_n=64, num_warps=4, sample_stride=16, capacity=64, max_candidate_bytes=1 << 16)
+    config = TopKConfig(
+        block_m=64,
+        block_n=64,
+        num_warps=4,
+        sample_stride=16,
+        capacity=64,
+        max_candidate_bytes=1 << 16,
+        tile_pairs=pairs,
+    )
     scores, positions = exact_topk(queries, items, 50, config=config, stats=stats)
     assert stats.overflow_queries > 0  # answered by the blocked fallback
     assert_exact(scores, positions, queries.double() @ items.double().T, 50)

@@ -51,14 +51,18 @@ def chunk_max_kernel(
     for t in range(TILES_PER_CHUNK):
         items = first + t * BLOCK_N + tl.arange(0, BLOCK_N)
         item_ok = items < N_SAMPLE
-        tile = tl.load(
-            items_ptr + items[:, None].to(tl.int64) * stride_item + dims[None, :],
-            mask=item_ok[:, None] & (dims[None, :] < D),
-            other=0.0,
-        )
-        scores = tl.dot(q, tl.trans(tile))
+        scores = tl.dot(q, tl.trans(_tile(items_ptr, items, item_ok, dims, stride_item, D)))
         best = tl.maximum(best, tl.where(item_ok[None, :], scores, float("-inf")))
     tl.store(out_ptr + rows.to(tl.int64) * stride_out + chunk, tl.max(best, axis=1), mask=rows < Q)
+
+
+@triton.jit
+def _tile(items_ptr, items, item_ok, dims, stride_item, D: tl.constexpr):
+    return tl.load(
+        items_ptr + items[:, None].to(tl.int64) * stride_item + dims[None, :],
+        mask=item_ok[:, None] & (dims[None, :] < D),
+        other=0.0,
+    )
 
 
 @triton.jit
@@ -93,6 +97,7 @@ def filter_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
+    PAIRS: tl.constexpr,  # test two tiles at once: half the cross-warp reductions and branches
 ):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
@@ -104,19 +109,28 @@ def filter_kernel(
     out_base = rows.to(tl.int64) * WIDTH + pid_n * SLOTS
     count = tl.zeros([BLOCK_M], dtype=tl.int32)
     first = pid_n * TILES_PER_PROGRAM * BLOCK_N
-    for t in range(TILES_PER_PROGRAM):
+    for t in range(0, TILES_PER_PROGRAM, 2 if PAIRS else 1):
         items = first + t * BLOCK_N + tl.arange(0, BLOCK_N)
         item_ok = items < N
-        tile = tl.load(
-            items_ptr + items[:, None].to(tl.int64) * stride_item + dims[None, :],
-            mask=item_ok[:, None] & (dims[None, :] < D),
-            other=0.0,
-        )
-        scores = tl.dot(q, tl.trans(tile))
+        scores = tl.dot(q, tl.trans(_tile(items_ptr, items, item_ok, dims, stride_item, D)))
         # row maxima reduce within warps (the mma layout keeps a row in one warp) and only a [BLOCK_M]
         # vector crosses warps; padded items (score 0) can only raise a false alarm, which _append filters
         row_best = tl.max(scores, axis=1)
-        if tl.max(row_best - threshold, axis=0) >= 0:
+        if PAIRS:
+            # the pair's second tile must stay inside this program's run (the next program owns what follows)
+            items2 = items + BLOCK_N
+            item2_ok = (items2 < N) & (t + 1 < TILES_PER_PROGRAM)
+            scores2 = tl.dot(q, tl.trans(_tile(items_ptr, items2, item2_ok, dims, stride_item, D)))
+            row_best2 = tl.max(scores2, axis=1)
+            if tl.max(tl.maximum(row_best, row_best2) - threshold, axis=0) >= 0:
+                count = _append(
+                    scores, items, item_ok, threshold, row_best, count, out_base, cand_score_ptr, cand_item_ptr, SLOTS
+                )
+                count = _append(
+                    scores2, items2, item2_ok, threshold, row_best2, count, out_base, cand_score_ptr, cand_item_ptr,
+                    SLOTS,
+                )  # fmt: skip
+        elif tl.max(row_best - threshold, axis=0) >= 0:
             count = _append(
                 scores, items, item_ok, threshold, row_best, count, out_base, cand_score_ptr, cand_item_ptr, SLOTS
             )
@@ -125,12 +139,12 @@ def filter_kernel(
 
 def chunk_max(queries, items, out, *, n_sample: int, sample_stride: int, tiles_per_chunk: int, cfg) -> None:
     n_q, dim = queries.shape
-    grid = (triton.cdiv(n_q, cfg.block_m), out.shape[1])
+    grid = (triton.cdiv(n_q, cfg.pass1_block_m), out.shape[1])
     chunk_max_kernel[grid](
         queries, items, out, n_q, n_sample, queries.stride(0), items.stride(0) * sample_stride, out.stride(0),
         tiles_per_chunk, D=dim,
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_D=max(16, triton.next_power_of_2(dim)),
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        BLOCK_M=cfg.pass1_block_m, BLOCK_N=cfg.block_n, BLOCK_D=max(16, triton.next_power_of_2(dim)),
+        num_warps=cfg.pass1_num_warps, num_stages=cfg.num_stages,
     )  # fmt: skip
 
 
@@ -142,6 +156,6 @@ def filter_candidates(
     filter_kernel[(triton.cdiv(n_q, cfg.block_m), n_splits)](
         queries, items, threshold, counts, cand_scores, cand_items, n_q, items.shape[0], queries.stride(0),
         items.stride(0), cand_scores.shape[1], slots, tiles_per_program, D=dim, BLOCK_M=cfg.block_m,
-        BLOCK_N=cfg.block_n, BLOCK_D=max(16, triton.next_power_of_2(dim)),
+        BLOCK_N=cfg.block_n, BLOCK_D=max(16, triton.next_power_of_2(dim)), PAIRS=cfg.tile_pairs,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )  # fmt: skip

@@ -38,6 +38,9 @@ class TopKConfig:
     waves: int = 8  # pass 2 launches about waves * SMs programs
     max_candidate_bytes: int = 1 << 31  # candidate buffers per query batch
     capacity: int | None = None  # candidate slots per query over all programs; None = automatic
+    pass1_block_m: int = 128  # pass 1 (no branch, no stores) takes taller query blocks than pass 2
+    pass1_num_warps: int = 8
+    tile_pairs: bool = True  # pass 2 tests two tiles at once: half the cross-warp reductions and branches
 
 
 def _check(queries: torch.Tensor, items: torch.Tensor, k: int) -> int:
@@ -184,7 +187,9 @@ def _triton_batch(
     layout = _slot_layout(n_q, n_items, k, plan, cfg, _multiprocessors(q.device))
     reserved = torch.zeros((layout.splits, n_q), dtype=torch.int32, device=q.device)
     cand_scores = torch.full((n_q, layout.width), float("-inf"), device=q.device)
-    cand_items = torch.full((n_q, layout.width), -1, dtype=torch.int32, device=q.device)
+    # slots left at -inf are never among the top k (at least k items reach the threshold), so the item
+    # ids need no fill
+    cand_items = torch.empty((n_q, layout.width), dtype=torch.int32, device=q.device)
     _topk_kernels.filter_candidates(
         q, items, threshold, reserved, cand_scores, cand_items,
         slots=layout.slots, tiles_per_program=layout.tiles_per_program, cfg=cfg,
@@ -195,7 +200,7 @@ def _triton_batch(
     if overflow.numel():
         scores[overflow], positions[overflow] = topk_blocked(q[overflow], items, k)
     if stats is not None:
-        found = (cand_items >= 0).sum(1)
+        found = torch.isfinite(cand_scores).sum(1)
         stats.candidates_mean = float(found.float().mean())
         stats.candidates_max = int(found.max())
         stats.capacity = layout.width
