@@ -1,35 +1,40 @@
 """Serving benchmark: sustainable req/s at p99 <= SLO, turborec vs a naive FastAPI endpoint, then overload.
 
+Two workloads, each served from its own artifact (built here unless given):
+
+- ``pipeline``: the two-stage pipeline on ml-latest-small (recbole split; two-tower
+  retrieval of 200 candidates -> DLRM ranker over co-occurrence/similarity features);
+- ``catalog-1m``: a two-tower over a 1,000,000-item synthetic catalog (retrieval only).
+
 Server and load generator run in separate processes pinned to separate cores
-(``--server-cpu``, ``--load-cpus``). Each variant gets the same open-loop
-Poisson load (80% known users, 20% anonymous users with 5 recent items, k=10)
-from ``turborec.bench.loadgen``:
+(``--server-cores``, ``--load-cores``). Each variant gets the same open-loop
+Poisson load (80% known users, 20% anonymous users with 5 recent items, k=10):
 
-- ``turborec``: the service (lean HTTP path, micro-batching, admission), full
-  tier only (adaptive tiers off), so its rate is not bought by degrading;
-- ``turborec-fastapi``: the same service behind plain FastAPI routes;
-- ``naive``: FastAPI + one PyTorch call per request on the same model (item
-  vectors precomputed once; user tower + dot products + top-k per request).
+- ``turborec``: ``turborec serve`` (lean HTTP path, micro-batching, admission),
+  full tier only (adaptive tiers off), so its rate is not bought by degrading;
+- ``naive``: FastAPI + uvicorn, one PyTorch call per request under torch.no_grad on
+  the same model through the same library functions (item vectors precomputed once;
+  user tower, scores, top-N and, for the pipeline, ``TwoStagePipeline.rank_candidates``
+  per request). With several server cores it runs one uvicorn worker per core.
 
-For each: a sustainable-rate search (highest rate with p99 <= SLO, < 0.1% shed
-or failed, the offered rate served), then ``--repeats`` confirmation runs at
-that rate (medians quoted). Then, turborec with adaptive tiers: an overload run
-(0.5x -> 3x -> 0.5x the sustainable rate; admitted p99, 503 share and speed,
-time back to the full tier; plot in docs/img/serving_overload.png) and a hot
-reload during load (failed requests counted).
+For each: a sustainable-rate search (highest rate with p99 <= SLO, < 0.1% shed or
+failed), then ``--repeats`` runs at that rate (medians quoted). Then, turborec with
+adaptive tiers: an overload run (0.5x -> 3x -> 0.5x the sustainable rate: admitted
+p99, 503 share and speed, time back to the full tier; plot) and a hot reload
+during load (failed requests counted).
 
-    python benchmarks/serving.py --artifact DIR   # a trained retrieval artifact (turborec train ...)
+    python benchmarks/serving.py                      # full run (the 16-core machine: ~8 min)
+    python benchmarks/serving.py --quick              # smoke run, small catalog, short probes
+    python benchmarks/serving.py --server-cores 0 --load-cores 2,3,4,5
 
-Without --artifact it trains a two-tower on ml-latest-small (../shared/data) for
-a few epochs (serving cost does not depend on how long it trained).
-Writes benchmarks/results/serving.json and prints a markdown table.
+Writes benchmarks/results/serving.json + .md and docs/img/serving_overload*.png
+(``--quick``: everything under .cache/serving-bench/, so a smoke run leaves the repo as it was).
 """
 
 
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -42,32 +47,80 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "serving.json"
-PLOT = REPO / "docs" / "img" / "serving_overload.png"
-DATA = REPO.parent / "shared" / "data" / "ml-latest-small"
+DATA = Path(os.environ.get("TURBOREC_SHARED_DATA", REPO.parent / "shared" / "data")) / "ml-latest-small"
+CACHE = REPO / ".cache" / "serving-bench"
 TOKEN = "benchmark-admin-token"
-HTTP_OF = {"turborec-asgi": "asgi", "turborec-fastapi": "fastapi"}  # other turborec variants: the lean server
+
+
+def cores(text: str) -> list[int]:
+    return [int(c) for c in text.split(",") if c.strip()]
+
+
+def pin(cpus: list[int]) -> None:
+    try:
+        os.sched_setaffinity(0, set(cpus))
+    except OSError as exc:  # a sandbox without CPU affinity: measure anyway, but say so
+        print(f"warning: cannot pin to cores {cpus}: {exc}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------- artifacts
+def build_pipeline(path: Path, quick: bool, seed: int) -> Path:
+    """The ml-latest-small two-stage pipeline (recbole split), trained as benchmarks/pipeline.py trains it."""
+    if (path / "manifest.json").is_file():
+        return path
+    from turborec.data import apply_protocol, load_movielens
+    from turborec.train import TwoStagePipeline, TwoTowerRecommender
+
+    t0 = time.perf_counter()
+    split = apply_protocol("recbole", load_movielens(DATA), seed=seed)
+    retriever = TwoTowerRecommender(seed=seed, progress=False, epochs=3 if quick else 30,
+                                    max_seconds=60 if quick else 120).fit(split.train, split.valid)
+    pipe = TwoStagePipeline(retriever, ranker="dlrm", seed=seed, ranker_epochs=3 if quick else 20)
+    pipe.fit(split.train, split.valid).save(path)
+    print(f"  trained the pipeline in {time.perf_counter() - t0:.0f} s (ranker AUC "
+          f"{pipe.metrics.get('ranker_valid_auc', float('nan')):.3f})", flush=True)
+    return path
+
+
+def build_catalog(path: Path, n_items: int, seed: int) -> Path:
+    """A two-tower over a synthetic catalog of ``n_items`` items (small dim: serving cost is the point)."""
+    if (path / "manifest.json").is_file():
+        return path
+    from turborec.data.synthetic import synthetic
+    from turborec.train import TwoTowerRecommender
+
+    t0 = time.perf_counter()
+    data = synthetic(n_users=20_000, n_items=n_items, n_interactions=300_000, seed=seed)
+    rec = TwoTowerRecommender(dim=16, hidden=(), history_len=20, epochs=1, batch_size=4096, seed=seed,
+                              progress=False, use_item_features=False)
+    rec.fit(data).save(path)
+    print(f"  trained the {n_items:,}-item two-tower in {time.perf_counter() - t0:.0f} s", flush=True)
+    return path
 
 
 # ----------------------------------------------------------------- servers
 def naive_app(artifact: Path) -> Any:
-    """What one would write first: FastAPI, pydantic in and out, one model call per request."""
+    """What one would write first: FastAPI, pydantic in and out, the model called once per request."""
     import torch
     from fastapi import FastAPI
     from pydantic import BaseModel, Field
 
-    from turborec.train import load
+    from turborec.train import TwoStagePipeline, load
+    from turborec.train.pipeline import load_model
 
-    rec = load(artifact)
+    model = load_model(artifact)
+    pipe = model if isinstance(model, TwoStagePipeline) else None
+    rec = pipe.retriever if pipe is not None else load(artifact)
     net = rec._require().eval()
     assert rec.users is not None and rec.items is not None and rec.histories is not None
     histories = rec.histories
-    with torch.inference_mode():
+    with torch.no_grad():
         item_vecs = net.item_vectors().float()
     user_index = {str(u): i for i, u in enumerate(rec.users.ids)}
     item_index = {str(v): i for i, v in enumerate(rec.items.ids)}
     item_ids = [str(v) for v in rec.items.ids]
     length = rec.history_len or 50
+    n_candidates = pipe.config.n_candidates if pipe is not None else 0
 
     class Req(BaseModel):
         user: str | None = None
@@ -86,18 +139,21 @@ def naive_app(artifact: Path) -> Any:
     @app.post("/v1/recommend", response_model=Resp)
     async def recommend(req: Req) -> dict[str, Any]:
         u = user_index.get(req.user, -1) if req.user is not None else -1
-        if u >= 0:
-            seen = histories.of(u)
-        else:
-            seen = np.array([item_index[i] for i in req.recent_items if i in item_index], dtype=np.int64)
-        recent = seen[-length:]
-        hist = torch.full((1, length), -1, dtype=torch.long)
-        hist[0, : len(recent)] = torch.from_numpy(recent)
-        with torch.inference_mode():
-            scores = (net.user_vectors(torch.tensor([u]), hist) @ item_vecs.T)[0]
+        recent = np.array([item_index[i] for i in req.recent_items if i in item_index], dtype=np.int64)
+        seen = histories.of(u) if u >= 0 else recent
+        tail = (np.concatenate([seen, recent]) if u >= 0 and len(recent) else seen)[-length:]
+        hist = np.full((1, length), -1, dtype=np.int64)
+        hist[0, : len(tail)] = tail
+        with torch.no_grad():
+            scores = (net.user_vectors(torch.tensor([u]), torch.from_numpy(hist)) @ item_vecs.T)[0]
             scores[torch.from_numpy(seen)] = -torch.inf
-            top = torch.topk(scores, req.k)
-        return {"items": [{"item": item_ids[i], "score": s} for i, s in zip(top.indices.tolist(), top.values.tolist())]}
+            top = torch.topk(scores, max(req.k, n_candidates))
+            items, values = top.indices.numpy(), top.values.numpy()
+            if pipe is not None:  # the second stage: the pipeline's features and ranker on these candidates
+                logits = pipe.rank_candidates(np.array([u]), hist, items[None], values[None])[0]
+                order = np.argsort(-logits, kind="stable")
+                items, values = items[order], logits[order]
+        return {"items": [{"item": item_ids[i], "score": float(s)} for i, s in zip(items[: req.k], values[: req.k])]}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -107,34 +163,50 @@ def naive_app(artifact: Path) -> Any:
 
 
 def serve(args: argparse.Namespace) -> None:
-    os.sched_setaffinity(0, {args.cpu})
+    server_cores = cores(args.cores)
+    pin(server_cores)
     import torch
     import uvicorn
 
     from turborec.serving import ServeSettings, run_server
     from turborec.serving.server import uvicorn_config
 
-    torch.set_num_threads(1)
     settings = ServeSettings(
         artifact=Path(args.artifact), port=args.port, slo_p99_ms=args.slo_ms, admin_token=TOKEN,
-        adaptive_tiers=args.variant == "turborec-adaptive", http=HTTP_OF.get(args.variant, "lean"),
-        executor=args.executor, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+        adaptive_tiers=args.variant == "turborec-adaptive", torch_threads=len(server_cores),
+        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
     )
     if args.variant == "naive":
-        uvicorn.Server(uvicorn_config(naive_app(Path(args.artifact)), settings)).run()
+        torch.set_num_threads(1)
+        if len(server_cores) == 1:
+            uvicorn.Server(uvicorn_config(naive_app(Path(args.artifact)), settings)).run()
+        else:  # one worker process per core, as one scales a FastAPI app
+            os.environ["TURBOREC_NAIVE_ARTIFACT"] = str(args.artifact)
+            uvicorn.run("serving:naive_factory", factory=True, host="127.0.0.1", port=args.port,
+                        workers=len(server_cores), log_level="warning", access_log=False,
+                        app_dir=str(Path(__file__).parent))
     else:
         run_server(settings)
 
 
-def start_server(variant: str, args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]:
+def naive_factory() -> Any:
+    import torch
+
+    torch.set_num_threads(1)
+    return naive_app(Path(os.environ["TURBOREC_NAIVE_ARTIFACT"]))
+
+
+def start_server(variant: str, args: argparse.Namespace, artifact: Path, port: int) -> subprocess.Popen[bytes]:
     import httpx
 
-    cmd = [sys.executable, __file__, "--role", "server", "--variant", variant, "--artifact", str(args.artifact),
-           "--port", str(port), "--cpu", str(args.server_cpu), "--slo-ms", str(args.slo_ms),
-           "--executor", args.executor, "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)]
+    cmd = [sys.executable, __file__, "--role", "server", "--variant", variant, "--artifact", str(artifact),
+           "--port", str(port), "--cores", ",".join(map(str, args.server_cores)), "--slo-ms", str(args.slo_ms),
+           "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(len(args.server_cores)), "OPENBLAS_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1"}
     log = tempfile.NamedTemporaryFile(prefix=f"turborec-{variant}-", suffix=".log", delete=False)  # noqa: SIM115
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.time() + 180
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
+    deadline = time.time() + 300
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{variant} server exited: {Path(log.name).read_text()[-3000:]}")
@@ -163,8 +235,9 @@ def request_mix(artifact: Path, n: int = 4000, seed: int = 0) -> tuple[Any, ...]
     from turborec.bench.loadgen import RequestTemplate
 
     art = load_artifact(artifact)
-    users = [str(u) for u in art.json("vocab/users.json")["ids"]]
-    items = [str(i) for i in art.json("vocab/items.json")["ids"]]
+    vocab = "retriever/vocab" if art.kind == "pipeline" else "vocab"
+    users = [str(u) for u in art.json(f"{vocab}/users.json")["ids"]]
+    items = [str(i) for i in art.json(f"{vocab}/items.json")["ids"]]
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
@@ -183,7 +256,7 @@ def run(url: str, rate: float, duration: float, args: argparse.Namespace, reques
 
     spec = LoadSpec(url=url, rate=rate, duration_s=duration, requests=requests, connections=512, timeout_s=5.0,
                     seed=seed, phases=phases, preopen=32)
-    return run_load_processes(spec, [[c] for c in args.load_cpus])
+    return run_load_processes(spec, [[c] for c in args.load_cores])
 
 
 def probe(url: str, rate: float, args: argparse.Namespace, requests: tuple[Any, ...], seed: int = 0) -> Any:
@@ -196,13 +269,14 @@ def probe(url: str, rate: float, args: argparse.Namespace, requests: tuple[Any, 
     return s
 
 
-def measure_variant(variant: str, args: argparse.Namespace, port: int, requests: tuple[Any, ...]) -> dict[str, Any]:
+def measure_variant(variant: str, args: argparse.Namespace, artifact: Path, port: int,
+                    requests: tuple[Any, ...]) -> dict[str, Any]:
     from turborec.bench.report import find_sustainable_rate
 
-    proc = start_server(variant, args, port)
+    proc = start_server(variant, args, artifact, port)
     url = f"http://127.0.0.1:{port}"
     try:
-        probe(url, 200, args, requests)  # warm the server (first calls, connections)
+        probe(url, 100, args, requests)  # warm the server (first calls, connections)
         search = find_sustainable_rate(lambda r: probe(url, r, args, requests), args.slo_ms,
                                        start_rate=args.start_rate, max_rate=args.max_rate, growth=2.0,
                                        rel_tolerance=args.tolerance, max_probes=args.max_probes)
@@ -221,15 +295,16 @@ def measure_variant(variant: str, args: argparse.Namespace, port: int, requests:
 
 
 # ---------------------------------------------------------------- overload
-def overload(args: argparse.Namespace, port: int, requests: tuple[Any, ...], rate: float) -> dict[str, Any]:
+def overload(args: argparse.Namespace, artifact: Path, port: int, requests: tuple[Any, ...], rate: float,
+             plot: Path, title: str) -> dict[str, Any]:
     from turborec.bench.report import summarize
 
     calm, storm = 0.5 * rate, 3.0 * rate
-    t_up, t_down, t_end = 3.0, 9.0, 15.0
-    proc = start_server("turborec-adaptive", args, port)
+    t_up, t_down, t_end = args.overload_phases
+    proc = start_server("turborec-adaptive", args, artifact, port)
     url = f"http://127.0.0.1:{port}"
     try:
-        probe(url, 200, args, requests)
+        probe(url, 100, args, requests)
         result = run(url, calm, t_end, args, requests, phases=((0.0, calm), (t_up, storm), (t_down, calm)), seed=7)
     finally:
         stop_server(proc)
@@ -239,17 +314,21 @@ def overload(args: argparse.Namespace, port: int, requests: tuple[Any, ...], rat
     full = names.index("full") if "full" in names else -2
     late = (result.scheduled >= t_down) & (result.status == 200)
     not_full = np.flatnonzero(late & (result.tier != full))
+    # back at the full tier: after the last answer from a cheaper tier (all answers full: 0)
     back_s = 0.0 if len(not_full) == 0 else float(result.scheduled[not_full[-1]] + result.latency[not_full[-1]] - t_down)
     if late.any() and not np.any(result.tier[late] == full):
         back_s = float("inf")
-    plot_overload(result, args.slo_ms, (t_up, t_down), calm, storm)
-    return {"calm_rate": calm, "storm_rate": storm, "during": during.to_dict(), "after": after.to_dict(),
-            "admitted_p99_ms": during.p99_ms, "shed_fraction": during.shed_fraction,
-            "shed_p99_ms": during.shed_p99_ms, "back_to_full_s": back_s,
-            "tiers_seen": names}
+    plot_overload(result, args.slo_ms, (t_up, t_down), calm, storm, plot, title)
+    counts = {name: int(np.sum(result.tier[(result.scheduled >= t_up) & (result.scheduled < t_down)] == i))
+              for i, name in enumerate(names)}
+    return {"calm_rate": calm, "storm_rate": storm, "phases_s": [t_up, t_down, t_end], "during": during.to_dict(),
+            "after": after.to_dict(), "admitted_p99_ms": during.p99_ms, "shed_fraction": during.shed_fraction,
+            "shed_p99_ms": during.shed_p99_ms, "back_to_full_s": back_s, "tiers_during_storm": counts,
+            "plot": str(plot.relative_to(REPO)) if plot.is_relative_to(REPO) else str(plot)}
 
 
-def plot_overload(result: Any, slo_ms: float, storm: tuple[float, float], calm: float, peak: float) -> None:
+def plot_overload(result: Any, slo_ms: float, storm: tuple[float, float], calm: float, peak: float, path: Path,
+                  title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -276,66 +355,79 @@ def plot_overload(result: Any, slo_ms: float, storm: tuple[float, float], calm: 
     ax1.set_ylabel("latency (ms)")
     ax1.set_yscale("log")
     ax1.legend(loc="upper right", fontsize=8)
-    ax1.set_title(f"Overload: {calm:.0f} -> {peak:.0f} -> {calm:.0f} req/s offered (one server core)")
+    ax1.set_title(f"{title}: {calm:.0f} -> {peak:.0f} -> {calm:.0f} req/s offered")
     ax2.plot(bins, np.array(shed) * 100, color="tab:red")
     ax2.set_ylabel("503 (%)")
     ax3.step(bins, worst, where="post", color="tab:purple")
     ax3.set_yticks([t.value for t in Tier], [t.label for t in Tier], fontsize=8)
     ax3.set_ylim(4.5, -0.5)
-    ax3.set_ylabel("tier")
+    ax3.set_ylabel("worst tier")
     ax3.set_xlabel("time (s)")
     for ax in (ax1, ax2, ax3):
         ax.axvspan(*storm, color="orange", alpha=0.12)
     fig.tight_layout()
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(PLOT, dpi=110)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def reload_under_load(args: argparse.Namespace, port: int, requests: tuple[Any, ...], rate: float) -> dict[str, Any]:
+def reload_under_load(args: argparse.Namespace, artifact: Path, port: int, requests: tuple[Any, ...],
+                      rate: float) -> dict[str, Any]:
     import httpx
 
-    proc = start_server("turborec-adaptive", args, port)
+    proc = start_server("turborec-adaptive", args, artifact, port)
     url = f"http://127.0.0.1:{port}"
     outcome: dict[str, Any] = {}
+    lead_s = 1.5 + 0.2 * len(args.load_cores) + 1.0  # the generators start ~2 s after they are called
 
     def reload() -> None:
-        time.sleep(3.5)  # the generator processes start ~2 s after we call them
-        r = httpx.post(f"{url}/admin/reload", json={}, headers={"authorization": f"Bearer {TOKEN}"}, timeout=60)
-        outcome["status"] = r.status_code
+        time.sleep(lead_s)
+        t0 = time.perf_counter()
+        r = httpx.post(f"{url}/admin/reload", json={}, headers={"authorization": f"Bearer {TOKEN}"}, timeout=120)
+        outcome.update(status=r.status_code, seconds=time.perf_counter() - t0, body=r.json())
 
     try:
-        probe(url, 200, args, requests)
+        probe(url, 100, args, requests)
         thread = threading.Thread(target=reload)
         thread.start()
-        result = run(url, rate, 5.0, args, requests, seed=11)
-        thread.join(60)
+        result = run(url, rate, args.reload_s, args, requests, seed=11)
+        thread.join(120)
     finally:
         stop_server(proc)
-    return {"rate": rate, "reload_status": outcome.get("status"), "sent": len(result.status),
-            "failed": int(np.sum((result.status != 200) & (result.status != 503))),
+    return {"rate": rate, "reload_status": outcome.get("status"), "reload_s": outcome.get("seconds"),
+            "reload_within_load": (outcome.get("seconds") or 1e9) < args.reload_s - 1.0,
+            "sent": len(result.status), "failed": int(np.sum((result.status != 200) & (result.status != 503))),
             "shed": int(np.sum(result.status == 503))}
 
 
 # -------------------------------------------------------------------- main
-def ensure_artifact(args: argparse.Namespace) -> Path:
-    if args.artifact is not None:
-        return Path(args.artifact)
-    path = REPO / ".cache" / "serving-bench" / "ml-small-two-tower"
-    if not (path / "manifest.json").is_file():
-        import torch
-
-        from turborec.data.loaders import load_movielens
-        from turborec.train import TwoTowerRecommender
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        print(f"training a two-tower on {args.data} ({device}, {args.train_epochs} epochs) ...", flush=True)
-        rec = TwoTowerRecommender(epochs=args.train_epochs, progress=False, max_seconds=240, device=device)
-        rec.fit(load_movielens(args.data)).save(path)
-    return path
+def run_workload(name: str, artifact: Path, args: argparse.Namespace, port: int, plot: Path,
+                 **overrides: Any) -> dict[str, Any]:
+    """Both variants' sustainable rates, then overload and reload; ``overrides``: per-workload settings."""
+    args = argparse.Namespace(**{**vars(args), **overrides})
+    print(f"== {name}: {artifact} (SLO p99 {args.slo_ms:g} ms)", flush=True)
+    requests = request_mix(artifact)
+    rows = []
+    for i, variant in enumerate(args.variants):
+        print(f" measuring {variant} ...", flush=True)
+        rows.append(measure_variant(variant, args, artifact, port + i, requests))
+    by = {r["variant"]: r for r in rows}
+    out: dict[str, Any] = {"workload": name, "artifact": str(artifact), "slo_ms": args.slo_ms, "variants": rows}
+    ours = by.get("turborec", {}).get("sustainable_rate", 0.0)
+    naive = by.get("naive", {}).get("sustainable_rate", 0.0)
+    if naive:
+        out["speedup_vs_naive"] = ours / naive
+    if ours and not args.skip_overload:
+        print(" overload run ...", flush=True)
+        out["overload"] = overload(args, artifact, port + 10, requests, ours, plot, f"Overload, {name}")
+        print(" hot reload under load ...", flush=True)
+        out["reload"] = reload_under_load(args, artifact, port + 11, requests, 0.5 * ours)
+    return out
 
 
 def machine() -> dict[str, Any]:
+    import platform
+
     import torch
 
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -343,78 +435,119 @@ def machine() -> dict[str, Any]:
     return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__}
 
 
+def report(out: dict[str, Any]) -> str:
+    from turborec.bench.report import markdown_table
+
+    cores_txt = f"server on core(s) {out['server_cores']}, load on {out['load_cores']}"
+    lines = [f"# Serving benchmark ({out['machine']['cpu']}; {cores_txt})", ""]
+    cols = ["variant", "sustainable_rate", "median_p50_ms", "median_p99_ms", "median_achieved_rate"]
+    for w in out["workloads"]:
+        lines += [f"## {w['workload']}", "", f"Sustainable rate at p99 <= {w['slo_ms']:g} ms (median of "
+                  f"{len(w['variants'][0]['repeats'])} runs at that rate)", "", markdown_table(w["variants"], cols), ""]
+        if "speedup_vs_naive" in w:
+            lines.append(f"turborec / naive: **{w['speedup_vs_naive']:.1f}x**")
+        if "overload" in w:
+            o = w["overload"]
+            lines.append(f"Overload at 3x ({o['storm_rate']:.0f} req/s): admitted p99 {o['admitted_p99_ms']:.1f} ms, "
+                         f"503 {100 * o['shed_fraction']:.1f}% (p99 {o['shed_p99_ms']:.1f} ms), back to full tier "
+                         f"{o['back_to_full_s']:.2f} s after the load drops; tiers during the storm "
+                         f"{o['tiers_during_storm']} ({o['plot']})")
+        if "reload" in w:
+            r = w["reload"]
+            lines.append(f"Hot reload at {r['rate']:.0f} req/s: HTTP {r['reload_status']} in "
+                         f"{r['reload_s'] or float('nan'):.1f} s, {r['failed']} failed of {r['sent']} ({r['shed']} shed)")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--role", default="bench", choices=["bench", "server"])
-    p.add_argument("--variant", default="turborec")
-    p.add_argument("--variants", default="turborec,turborec-asgi,turborec-fastapi,naive")
-    p.add_argument("--artifact", default=None)
-    p.add_argument("--data", default=str(DATA), help="ml-latest-small folder (to train when no --artifact)")
-    p.add_argument("--train-epochs", type=int, default=5)
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("--cpu", type=int, default=0)
-    p.add_argument("--server-cpu", type=int, default=0)
-    p.add_argument("--load-cpus", default="1", help="comma-separated cores, one generator process each")
+    p.add_argument("--quick", action="store_true", help="short smoke run: small catalog, short probes, 1 repeat")
+    p.add_argument("--workloads", default="pipeline,catalog-1m")
+    p.add_argument("--pipeline", default=None, help="a saved TwoStagePipeline (default: trained here, cached)")
+    p.add_argument("--catalog", default=None, help="a retrieval artifact over a large catalog (default: built here)")
+    p.add_argument("--catalog-items", type=int, default=None, help="default 1,000,000 (quick: 100,000)")
+    p.add_argument("--seed", type=int, default=2020)
+    p.add_argument("--variants", default="turborec,naive")
+    p.add_argument("--server-cores", default="0", help="comma-separated cores for the server under test")
+    p.add_argument("--load-cores", default="1", help="comma-separated cores, one load-generator process each")
     p.add_argument("--slo-ms", type=float, default=10.0)
-    p.add_argument("--executor", default="thread")
+    p.add_argument("--catalog-slo-ms", type=float, default=50.0, help="p99 budget of the large-catalog workload")
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--max-wait-ms", type=float, default=1.0)
-    p.add_argument("--probe-s", type=float, default=3.0)
-    p.add_argument("--warmup-s", type=float, default=1.0)
-    p.add_argument("--start-rate", type=float, default=250.0)
-    p.add_argument("--max-rate", type=float, default=12000.0)
-    p.add_argument("--tolerance", type=float, default=0.1)
-    p.add_argument("--max-probes", type=int, default=9)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--probe-s", type=float, default=None, help="seconds measured per probe (default 3, quick 1.5)")
+    p.add_argument("--warmup-s", type=float, default=None)
+    p.add_argument("--start-rate", type=float, default=None)
+    p.add_argument("--max-rate", type=float, default=20000.0)
+    p.add_argument("--tolerance", type=float, default=None)
+    p.add_argument("--max-probes", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--skip-overload", action="store_true")
+    p.add_argument("--out", default=None, help="results stem (default benchmarks/results/serving)")
+    # server role
+    p.add_argument("--variant", default="turborec")
+    p.add_argument("--artifact", default=None)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--cores", default="0")
     args = p.parse_args()
     if args.role == "server":
         serve(args)
         return
-    args.load_cpus = [int(c) for c in args.load_cpus.split(",")]
-    os.sched_setaffinity(0, set(args.load_cpus))  # keep this orchestrator off the server's core
-    args.artifact = ensure_artifact(args)
-    requests = request_mix(args.artifact)
+    q = args.quick
+
+    def pick(value: Any, full: Any, quick: Any) -> Any:
+        return value if value is not None else (quick if q else full)
+
+    args.probe_s = pick(args.probe_s, 3.0, 1.5)
+    args.warmup_s = pick(args.warmup_s, 1.0, 0.5)
+    args.start_rate = pick(args.start_rate, 200.0, 100.0)
+    args.tolerance = pick(args.tolerance, 0.1, 0.25)
+    args.max_probes = pick(args.max_probes, 8, 4)
+    args.repeats = pick(args.repeats, 2, 1)
+    args.overload_phases = (1.5, 4.0, 9.0) if q else (3.0, 9.0, 15.0)
+    args.reload_s = 5.0 if q else 8.0
+    n_items = pick(args.catalog_items, 1_000_000, 100_000)
+    args.server_cores, args.load_cores = cores(args.server_cores), cores(args.load_cores)
+    args.variants = args.variants.split(",")
+    if set(args.server_cores) & set(args.load_cores):
+        raise SystemExit("--server-cores and --load-cores must not overlap")
+    stem = Path(args.out) if args.out else (CACHE / "serving_quick" if q else REPO / "benchmarks" / "results" / "serving")
+    plots = CACHE / "plots" if q else REPO / "docs" / "img"
+    import torch
+
+    torch.set_num_threads(max(1, min(8, len(os.sched_getaffinity(0)) - 1)))  # building artifacts only
+    tag = "quick" if q else "full"
+    workloads = []
+    for name in args.workloads.split(","):
+        if name == "pipeline":
+            art = Path(args.pipeline) if args.pipeline else build_pipeline(CACHE / f"ml-small-pipeline-{tag}", q,
+                                                                            args.seed)
+            workloads.append((name, art, plots / "serving_overload.png", {}))
+        elif name.startswith("catalog"):
+            art = Path(args.catalog) if args.catalog else build_catalog(CACHE / f"catalog-{n_items}", n_items,
+                                                                         args.seed)
+            # exact scoring of a million items takes milliseconds a request on one core: a 10 ms p99 leaves
+            # no room for queueing, so this workload has its own budget (--catalog-slo-ms)
+            workloads.append((f"catalog-{n_items // 1000}k", art, plots / "serving_overload_catalog.png",
+                              {"slo_ms": args.catalog_slo_ms, "start_rate": args.start_rate / 8}))
+        else:
+            raise SystemExit(f"unknown workload {name!r} (pipeline, catalog-1m)")
+    torch.set_num_threads(1)
+    pin(args.load_cores)  # keep this orchestrator off the server's cores
     base_port = 18000 + os.getpid() % 1000
-    rows = []
-    for i, variant in enumerate(args.variants.split(",")):
-        print(f"measuring {variant} ...", flush=True)
-        rows.append(measure_variant(variant, args, base_port + i, requests))
-    by = {r["variant"]: r for r in rows}
-    out: dict[str, Any] = {"machine": machine(), "slo_ms": args.slo_ms, "server_cpu": args.server_cpu,
-                           "load_cpus": args.load_cpus, "artifact": str(args.artifact), "variants": rows}
-    ours = by.get("turborec", {}).get("sustainable_rate", 0.0)
-    naive = by.get("naive", {}).get("sustainable_rate", 0.0)
-    if naive:
-        out["speedup_vs_naive"] = ours / naive
-    if ours and not args.skip_overload:
-        print("overload run ...", flush=True)
-        out["overload"] = overload(args, base_port + 10, requests, ours)
-        print("hot reload under load ...", flush=True)
-        out["reload"] = reload_under_load(args, base_port + 11, requests, 0.5 * ours)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=1, default=float))
-    print_table(out)
-
-
-def print_table(out: dict[str, Any]) -> None:
-    from turborec.bench.report import markdown_table
-
-    cols = ["variant", "sustainable_rate", "median_p50_ms", "median_p99_ms", "median_achieved_rate"]
-    print(f"\nSustainable rate at p99 <= {out['slo_ms']:g} ms ({out['machine']['cpu']}, server on one core; "
-          f"median of {len(out['variants'][0]['repeats'])} runs)\n")
-    print(markdown_table(out["variants"], cols))
-    if "speedup_vs_naive" in out:
-        print(f"\nturborec / naive: {out['speedup_vs_naive']:.1f}x")
-    if "overload" in out:
-        o = out["overload"]
-        print(f"\nOverload at 3x ({o['storm_rate']:.0f} req/s): admitted p99 {o['admitted_p99_ms']:.1f} ms, "
-              f"503 {100 * o['shed_fraction']:.1f}% (p99 {o['shed_p99_ms']:.1f} ms), "
-              f"back to full tier {o['back_to_full_s']:.2f} s after load drops")
-    if "reload" in out:
-        r = out["reload"]
-        print(f"Hot reload at {r['rate']:.0f} req/s: reload HTTP {r['reload_status']}, {r['failed']} failed of "
-              f"{r['sent']} ({r['shed']} shed)")
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"machine": machine(), "quick": q, "slo_ms": args.slo_ms, "server_cores": args.server_cores,
+                           "load_cores": args.load_cores, "workloads": []}
+    for i, (name, art, plot, overrides) in enumerate(workloads):
+        out["workloads"].append(run_workload(name, art, args, base_port + 20 * i, plot, **overrides))
+    out["wall_s"] = time.perf_counter() - t0
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(out, indent=1, default=float))
+    text = report(out)
+    stem.with_suffix(".md").write_text(text + "\n")
+    print("\n" + text)
+    print(f"wrote {stem.with_suffix('.json')} ({out['wall_s']:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -113,10 +113,12 @@ def test_a_ranker_reorders_the_retrieved_candidates_and_opens_the_whole_ladder(
 ) -> None:
     import torch
 
-    def by_index(user_vecs: torch.Tensor, users: torch.Tensor, hist: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+    def by_index(user_vecs: torch.Tensor, users: torch.Tensor, hist: torch.Tensor, cand: torch.Tensor,
+                 cand_scores: torch.Tensor) -> torch.Tensor:
         return -cand.float()  # a (silly but real) ranker: lowest item index first
 
-    def by_index_desc(user_vecs: torch.Tensor, users: torch.Tensor, hist: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+    def by_index_desc(user_vecs: torch.Tensor, users: torch.Tensor, hist: torch.Tensor, cand: torch.Tensor,
+                      cand_scores: torch.Tensor) -> torch.Tensor:
         return cand.float()
 
     model = serving_model_from_recommender(recommender, "v", ranker=by_index, cheap_ranker=by_index_desc,
@@ -133,3 +135,19 @@ def test_a_ranker_reorders_the_retrieved_candidates_and_opens_the_whole_ladder(
     cheap = model.recommend_batch(q, Tier.CHEAP_RANKER).results[0].items
     assert [index[i] for i in cheap] == sorted((index[i] for i in cheap), reverse=True)
     assert retrieved.items[:10] == model.recommend_batch(q, Tier.RETRIEVAL_ONLY).results[0].items
+
+
+def test_chunked_scoring_of_large_catalogs_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from turborec.serving import net_model
+
+    gen = torch.Generator().manual_seed(0)
+    users, vecs = torch.randn(5, 8, generator=gen), torch.randn(1000, 8, generator=gen)
+    rows, cols = np.array([0, 0, 3, 4]), np.array([5, 990, 17, 500])
+    whole = net_model._top_scores(users, vecs, rows, cols, 30)
+    monkeypatch.setattr(net_model, "SCORE_CHUNK", 64)  # 16 chunks
+    chunked = net_model._top_scores(users, vecs, rows, cols, 30)
+    torch.testing.assert_close(chunked[0], whole[0])
+    assert torch.equal(chunked[1], whole[1])
+    assert not set(chunked[1][0].tolist()) & {5, 990}

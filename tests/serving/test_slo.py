@@ -156,3 +156,56 @@ def test_ladder_follows_the_model() -> None:
 def test_bad_policy_is_refused() -> None:
     with pytest.raises(ConfigError, match="recover_at"):
         SLOPolicy(degrade_at=0.5, recover_at=0.6)
+
+
+def _storm_then_calm(c: SLOController, band_ms: float) -> list[Tier]:
+    """3,000 req/s for 4 s where every tier but POPULAR is far too slow, then 500 req/s where every tier's p99
+    sits at ``band_ms`` (in the hysteresis band: not fast enough for the headroom rule alone)."""
+    heavy = {Tier.FULL: 0.05, Tier.FEWER_CANDIDATES: 0.04, Tier.CHEAP_RANKER: 0.03, Tier.RETRIEVAL_ONLY: 0.02,
+             Tier.POPULAR: 0.001}
+    drive(c, 0, 4, 3000, lambda tier, t: heavy[tier])
+    assert c.tier is Tier.POPULAR
+    return drive(c, 4, 12, 500, lambda tier, t: band_ms / 1000, seed=1)
+
+
+def test_load_relief_recovers_a_tier_whose_normal_p99_is_in_the_hysteresis_band() -> None:
+    c = SLOController(SLOPolicy(budget_s=BUDGET))
+    seen = _storm_then_calm(c, band_ms=6.0)  # between recover_at (4 ms) and degrade_at (8 ms)
+    back = next(i for i, tier in enumerate(seen) if tier is Tier.FULL) * PERIOD
+    assert back <= 5.0
+    assert seen[-40:] == [Tier.FULL] * 40  # and stays there
+    # without load relief (its threshold made unreachable) the same stream never climbs out
+    stuck = SLOController(SLOPolicy(budget_s=BUDGET, relief_at=1e-9))
+    assert Tier.FULL not in _storm_then_calm(stuck, band_ms=6.0)
+
+
+def test_no_relief_while_the_load_that_failed_is_still_there() -> None:
+    # the full tier is too slow at 1,000 req/s; the cheaper one sits in the band: it must not probe up on relief
+    cost = {Tier.FULL: 0.012, Tier.FEWER_CANDIDATES: 0.006}
+    c = SLOController(SLOPolicy(budget_s=BUDGET), (Tier.FULL, Tier.FEWER_CANDIDATES, Tier.POPULAR))
+    seen = drive(c, 0, 10, 1000, lambda tier, t: cost.get(tier, 0.001))
+    assert seen[-100:] == [Tier.FEWER_CANDIDATES] * 100
+    assert len(c.changes) == 1
+    # the load halves: now the full tier is tried again (and, at this load, kept)
+    seen = drive(c, 10, 14, 400, lambda tier, t: 0.006, seed=2)
+    assert c.tier is Tier.FULL and Tier.FULL in seen[: int(2.0 / PERIOD)]
+
+
+def test_a_failed_relief_step_needs_still_less_load_next_time() -> None:
+    cost = {Tier.FULL: 0.012, Tier.FEWER_CANDIDATES: 0.006}
+    ladder = (Tier.FULL, Tier.FEWER_CANDIDATES, Tier.POPULAR)
+    c = SLOController(SLOPolicy(budget_s=BUDGET), ladder)
+    drive(c, 0, 3, 1000, lambda tier, t: cost.get(tier, 0.001))
+    drive(c, 3, 13, 600, lambda tier, t: cost.get(tier, 0.001), seed=3)  # relieved, but FULL still too slow
+    ups = [t for t, tier in c.changes if tier is Tier.FULL]
+    assert len(ups) == 1  # one try at 600 req/s; it failed and recorded 600, so no retry at the same load
+    assert c.tier is Tier.FEWER_CANDIDATES
+
+
+def test_request_rate_counts_admitted_and_shed() -> None:
+    c = SLOController(SLOPolicy(budget_s=BUDGET, rate_window_s=0.5))
+    for i in range(500):
+        t = i * 0.002  # 500 req/s for 1 s, every other one shed
+        (c.observe_shed if i % 2 else lambda t: c.observe(t, 0.001))(t)
+    assert c.request_rate(1.0) == pytest.approx(500, rel=0.15)
+    assert c.request_rate(3.0) == 0.0

@@ -13,7 +13,7 @@ from turborec.compress import load as load_compressed
 from turborec.errors import ArtifactError
 from turborec.serving.model import ServingModel
 from turborec.serving.net_model import NetServingModel
-from turborec.train import Recommender
+from turborec.train import Recommender, TwoStagePipeline
 from turborec.train import load as load_recommender
 
 ArtifactLoader = Callable[[Artifact, int], ServingModel]
@@ -71,3 +71,11 @@ def serving_model_from_recommender(
 def _retrieval(art: Artifact, history_len: int) -> ServingModel:
     rec: Any = load_recommender(art.path) if not art.config.get("transforms") else load_compressed(art.path)
     return serving_model_from_recommender(rec, artifact_version(art), history_len)
+
+
+@register_artifact_loader("pipeline")
+def _pipeline(art: Artifact, history_len: int) -> ServingModel:
+    """A two-stage pipeline (``TwoStagePipeline.save``); its history window is the retriever's, not ``history_len``."""
+    from turborec.serving.pipeline_model import serving_model_from_pipeline  # it builds on this module
+
+    return serving_model_from_pipeline(TwoStagePipeline.load(art.path), artifact_version(art))

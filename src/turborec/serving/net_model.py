@@ -4,7 +4,8 @@ Item vectors are computed once at load; per batch the user tower runs on the
 users' recent items (training tail + live events), scores are dot products
 against the catalog, exclusions are masked, and the top-k is decoded to ids.
 Everything runs in torch with the service's thread setting (no hidden BLAS
-thread pool).
+thread pool). Catalogs past ~65k items are scored in chunks (exact top-k per
+chunk, then merged), so the [batch, n_items] score matrix is never written out.
 
 Tiers it implements (``tiers``):
 
@@ -14,7 +15,7 @@ Tiers it implements (``tiers``):
   (a cheaper matmul and top-k; long-tail items drop out); with a ranker, it
   re-orders fewer candidates.
 - ``CHEAP_RANKER`` / ``RETRIEVAL_ONLY``: only when a ranker is given (its cheap
-  variant / no ranker at all), on the pool.
+  variant, on ``cheap_candidates`` / no ranker at all), on the pool.
 - ``POPULAR``: no model call.
 """
 
@@ -35,10 +36,12 @@ from turborec.serving.tiers import Tier
 
 
 class CandidateRanker(Protocol):
-    """Re-scores retrieved candidates: ([B,d] user vectors, [B] users, [B,L] history, [B,C] items) -> [B,C]."""
+    """Re-scores retrieved candidates: ([B,d] user vectors, [B] users (-1 anonymous), [B,L] history (-1 padded),
+    [B,C] item indices best first, [B,C] their retrieval scores (-inf: excluded)) -> [B,C] scores."""
 
     def __call__(
-        self, user_vecs: torch.Tensor, users: torch.Tensor, history: torch.Tensor, candidates: torch.Tensor
+        self, user_vecs: torch.Tensor, users: torch.Tensor, history: torch.Tensor, candidates: torch.Tensor,
+        candidate_scores: torch.Tensor,
     ) -> torch.Tensor: ...
 
 
@@ -58,6 +61,7 @@ class NetServingModel:
         cheap_ranker: CandidateRanker | None = None,
         full_candidates: int = 200,
         pool_candidates: int = 50,
+        cheap_candidates: int | None = None,
     ) -> None:
         if len(items) != net.n_items:
             raise ConfigError(f"item vocabulary has {len(items)} ids, the network {net.n_items} items")
@@ -89,7 +93,7 @@ class NetServingModel:
         self._ranker = ranker
         self._cheap_ranker = cheap_ranker
         self._candidates = {Tier.FULL: full_candidates, Tier.FEWER_CANDIDATES: pool_candidates,
-                            Tier.CHEAP_RANKER: pool_candidates}
+                            Tier.CHEAP_RANKER: pool_candidates if cheap_candidates is None else cheap_candidates}
         ladder = [Tier.FULL, Tier.FEWER_CANDIDATES]
         if ranker is not None:
             ladder += ([Tier.CHEAP_RANKER] if cheap_ranker is not None else []) + [Tier.RETRIEVAL_ONLY]
@@ -125,20 +129,20 @@ class NetServingModel:
             h = torch.from_numpy(hist)
             user_vecs = self.net.user_vectors(u, h).float()
             use_pool = tier is not Tier.FULL
-            scores = user_vecs @ (self._pool_vecs if use_pool else self._item_vecs).T
-            if len(excl_rows):
-                cols = self._pool_pos[excl_cols] if use_pool else excl_cols
-                keep = cols >= 0
-                scores[torch.from_numpy(excl_rows[keep]), torch.from_numpy(cols[keep])] = -torch.inf
-            n_cand = min(max(k_max, self._candidates.get(tier, 0) if ranker else k_max), scores.shape[1])
-            cand_scores, cand = torch.topk(scores, n_cand, dim=1)
+            vecs = self._pool_vecs if use_pool else self._item_vecs
+            rows, cols = excl_rows, excl_cols
+            if len(rows) and use_pool:
+                cols = self._pool_pos[cols]
+                rows, cols = rows[cols >= 0], cols[cols >= 0]
+            n_cand = min(max(k_max, self._candidates.get(tier, 0) if ranker else k_max), vecs.shape[0])
+            cand_scores, cand = _top_scores(user_vecs, vecs, rows, cols, n_cand)
             if use_pool:
                 cand = self._pool[cand]
             t2 = time.perf_counter()
             if ranker is not None:
-                reranked = ranker(user_vecs, u, h, cand).float()
+                reranked = ranker(user_vecs, u, h, cand, cand_scores).float()
                 reranked = torch.where(torch.isfinite(cand_scores), reranked, torch.full_like(reranked, -torch.inf))
-                cand_scores, order = torch.sort(reranked, dim=1, descending=True)
+                cand_scores, order = torch.sort(reranked, dim=1, descending=True, stable=True)
                 cand = torch.gather(cand, 1, order)
         cand_np, scores_np = cand.numpy(), cand_scores.numpy()
         results = [self._decode(cand_np[b], scores_np[b], q.k, users[b] >= 0) for b, q in enumerate(queries)]
@@ -217,3 +221,36 @@ class NetServingModel:
         idx, scores = idx[:k], scores[:k]
         names = self._item_ids
         return Ranked([names[i] for i in idx.tolist()], scores.astype(np.float32, copy=False), bool(user_known))
+
+
+SCORE_CHUNK = 1 << 15  # items scored at once: a [B, chunk] block stays in cache, and top-k runs on it there
+
+
+def _top_scores(
+    user_vecs: torch.Tensor, vecs: torch.Tensor, excl_rows: np.ndarray, excl_cols: np.ndarray, n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-``n`` (scores, item positions) of ``user_vecs @ vecs.T`` with (row, col) pairs excluded.
+
+    Large catalogs are scored chunk by chunk, keeping each chunk's top-``n``: never materialising the whole
+    [B, n_items] score matrix halves the time on a million items (it is written, then read by top-k).
+    """
+    n_items = vecs.shape[0]
+    if n_items <= 2 * SCORE_CHUNK:
+        scores = user_vecs @ vecs.T
+        if len(excl_rows):
+            scores[torch.from_numpy(excl_rows), torch.from_numpy(excl_cols)] = -torch.inf
+        return torch.topk(scores, n, dim=1)
+    best_scores, best_items = [], []
+    for lo in range(0, n_items, SCORE_CHUNK):
+        hi = min(lo + SCORE_CHUNK, n_items)
+        scores = user_vecs @ vecs[lo:hi].T
+        if len(excl_rows):
+            inside = (excl_cols >= lo) & (excl_cols < hi)
+            if inside.any():
+                scores[torch.from_numpy(excl_rows[inside]), torch.from_numpy(excl_cols[inside] - lo)] = -torch.inf
+        top_scores, top_items = torch.topk(scores, min(n, hi - lo), dim=1)
+        best_scores.append(top_scores)
+        best_items.append(top_items + lo)
+    merged_scores, where = torch.topk(torch.cat(best_scores, dim=1), n, dim=1)
+    return merged_scores, torch.gather(torch.cat(best_items, dim=1), 1, where)
+

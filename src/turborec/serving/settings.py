@@ -46,7 +46,7 @@ class ServeSettings:
     degrade_at: float = 0.8
     recover_at: float = 0.4
     slo_window_s: float = 1.0
-    recover_hold_s: float = 0.5
+    recover_hold_s: float = 0.3
     adaptive_tiers: bool = True
     # requests
     max_k: int = 100

@@ -85,6 +85,60 @@ def _cooccurrence(x: sp.csr_matrix, keep: int) -> sp.csr_matrix:
     return c
 
 
+def _neighbour_table(cooc: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """``cooc`` as padded rows: neighbours int64 [n + 1, K] and values float32 [n + 1, K]. Padding (and the
+    extra last row, which history padding maps to) points at the sentinel column ``n``, which no candidate has."""
+    n = cooc.shape[0]
+    lens = np.diff(cooc.indptr)
+    width = max(int(lens.max(initial=0)), 1)
+    neighbours = np.full((n + 1, width), n, dtype=np.int64)
+    values = np.zeros((n + 1, width), dtype=np.float32)
+    rows = np.repeat(np.arange(n), lens)
+    pos = np.arange(len(cooc.indices)) - np.repeat(cooc.indptr[:-1], lens)
+    neighbours[rows, pos] = cooc.indices
+    values[rows, pos] = cooc.data
+    return neighbours, values
+
+
+def _cooc_features(
+    table: tuple[np.ndarray, np.ndarray] | None, history: np.ndarray, hist_mask: np.ndarray, cands: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sum and max over each row's history items h of ``cooc[h, candidate]`` (0 where absent): [B, C] each.
+
+    ``table``: :func:`_neighbour_table` of the co-occurrence matrix. One gather of the history items'
+    neighbour rows for the whole batch, then a lookup of each neighbour's candidate slot (no per-row
+    sparse slicing); sums run in history order, as a row-wise sum of the sparse block does.
+    """
+    b, c = cands.shape
+    cooc_sum = np.zeros((b, c), dtype=np.float32)
+    cooc_max = np.zeros((b, c), dtype=np.float32)
+    if table is None or c == 0 or not hist_mask.any():
+        return cooc_sum, cooc_max
+    neighbours, values = table
+    n_slots = neighbours.shape[0]  # n_items + 1: the last column is the sentinel
+    chunk = max(1, min(b, (1 << 22) // n_slots))  # bounds the [chunk, n_items + 1] slot table
+    slot = np.full(chunk * n_slots, -1, dtype=np.int32)
+    hist_rows = np.where(hist_mask, history, n_slots - 1)
+    for lo in range(0, b, chunk):
+        hi = min(lo + chunk, b)
+        base = (np.arange(hi - lo, dtype=np.int64) * n_slots)[:, None]
+        cand_keys = base + cands[lo:hi]
+        slot[cand_keys] = np.arange(c, dtype=np.int32)
+        nb = neighbours[hist_rows[lo:hi]]  # [b', L, K]
+        s = slot.take(nb + base[:, :, None])
+        hit = np.flatnonzero(s >= 0)  # flat order is (row, history position, neighbour)
+        if len(hit):
+            # flat [B, C] position of each hit; torch's scatters are several times faster than ufunc.at
+            key = torch.from_numpy(hit // (nb.shape[1] * nb.shape[2]) * c + s.ravel()[hit])
+            v = torch.from_numpy(values[hist_rows[lo:hi]].ravel()[hit])
+            flat_sum = torch.from_numpy(cooc_sum[lo:hi]).view(-1)
+            flat_sum.index_add_(0, key, v)
+            flat_max = torch.from_numpy(cooc_max[lo:hi]).view(-1)
+            flat_max.scatter_reduce_(0, key, v, "amax")
+        slot[cand_keys] = -1
+    return cooc_sum, cooc_max
+
+
 class TwoStagePipeline:
     """Retriever (any fitted :class:`Recommender`) -> ranker -> filters -> top-K."""
 
@@ -126,6 +180,22 @@ class TwoStagePipeline:
     def features(self, users: np.ndarray, history: np.ndarray, cands: np.ndarray, cand_scores: np.ndarray) -> CTRData:
         """Rows for every (user, candidate): dense signals + sparse ids. ``history`` [B, L] -1 padded."""
         assert self.item_pop is not None
+        dense, sparse = self._feature_arrays(users, history, cands, cand_scores)
+        return CTRData(
+            dense=dense,
+            sparse=sparse,
+            label=None,
+            cardinalities=(len(self.item_pop) + 1, 17, 17),
+            dense_names=DENSE_FEATURES,
+            sparse_names=("item", "item_pop_bucket", "history_len_bucket"),
+        )
+
+    def _feature_arrays(
+        self, users: np.ndarray, history: np.ndarray, cands: np.ndarray, cand_scores: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`features` as bare arrays (dense float32 [B*C, 8], sparse int64 [B*C, 3]), unvalidated: the
+        serving path builds them per batch, and ids it made itself need no range check."""
+        assert self.item_pop is not None
         b, c = cands.shape
         item_vecs = self._item_unit()
         hist_mask = history >= 0
@@ -133,19 +203,13 @@ class TwoStagePipeline:
         # similarity of each candidate to each history item, in the retriever's item space
         hv = item_vecs[np.maximum(history, 0)] * hist_mask[..., None]  # [B, L, d]
         cv = item_vecs[cands]  # [B, C, d]
-        sims = np.einsum("bcd,bld->bcl", cv, hv)
-        sims = np.where(hist_mask[:, None, :], sims, -np.inf)
-        sim_max = np.where(hist_len[:, None] > 0, sims.max(2), 0.0)
-        sim_mean = np.where(hist_mask[:, None, :], sims, 0.0).sum(2) / np.maximum(hist_len[:, None], 1)
-        cooc_sum = np.zeros((b, c), dtype=np.float32)
-        cooc_max = np.zeros((b, c), dtype=np.float32)
-        if self.cooc is not None:
-            for r in range(b):
-                h = history[r][hist_mask[r]]
-                if len(h):
-                    block = self.cooc[h][:, cands[r]].toarray()
-                    cooc_sum[r] = block.sum(0)
-                    cooc_max[r] = block.max(0)
+        # [B, L, C]: one BLAS call, 0 at padded history positions; reducing over L (not the innermost axis)
+        # is an elementwise max/sum of C-long rows, several times faster than a reduction along the last axis
+        sims = np.matmul(hv, cv.transpose(0, 2, 1))
+        padded = np.where(hist_mask, np.float32(0), np.float32(-np.inf))
+        sim_max = np.where(hist_len[:, None] > 0, (sims + padded[:, :, None]).max(1), 0.0)
+        sim_mean = sims.sum(1) / np.maximum(hist_len[:, None], 1)
+        cooc_sum, cooc_max = _cooc_features(self._cooc_table(), history, hist_mask, cands)
         rank = np.broadcast_to(np.log1p(np.arange(c, dtype=np.float32)), (b, c))
         finite = np.where(np.isfinite(cand_scores), cand_scores, 0.0)
         dense = np.stack(
@@ -161,18 +225,19 @@ class TwoStagePipeline:
             ],
             axis=-1,
         ).astype(np.float32)
-        n_items = len(self.item_pop)
         pop_bucket = np.minimum(np.log2(1 + self.item_pop[cands]).astype(np.int64), 15) + 1
         len_bucket = np.broadcast_to(np.minimum(np.log2(1 + hist_len).astype(np.int64), 15)[:, None] + 1, (b, c))
         sparse = np.stack([cands + 1, pop_bucket, len_bucket], axis=-1).astype(np.int64)
-        return CTRData(
-            dense=dense.reshape(b * c, -1),
-            sparse=sparse.reshape(b * c, -1),
-            label=None,
-            cardinalities=(n_items + 1, 17, 17),
-            dense_names=DENSE_FEATURES,
-            sparse_names=("item", "item_pop_bucket", "history_len_bucket"),
-        )
+        return dense.reshape(b * c, -1), sparse.reshape(b * c, -1)
+
+    def _cooc_table(self) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.cooc is None:
+            return None
+        table = self.__dict__.get("_cooc_rows")
+        if table is None or table[0] is not self.cooc:
+            table = (self.cooc, _neighbour_table(self.cooc))
+            self.__dict__["_cooc_rows"] = table
+        return table[1]
 
     def _item_unit(self) -> np.ndarray:
         vecs = self.__dict__.get("_unit")
@@ -229,12 +294,29 @@ class TwoStagePipeline:
             raise ConfigError("pipeline is not fitted")
         n = n_candidates or self.config.n_candidates
         cands, scores = self._candidates(users, history, n, exclude)
-        feats = self.features(users, history, cands, scores)
-        logits = self.ranker(torch.from_numpy(feats.dense), torch.from_numpy(feats.sparse)).float().numpy()
-        logits = logits.reshape(cands.shape)
-        logits = np.where(np.isfinite(scores), logits, -np.inf)
+        logits = self.rank_candidates(users, history, cands, scores)
         order = np.argsort(-logits, axis=1, kind="stable")
         return np.take_along_axis(cands, order, axis=1), np.take_along_axis(logits, order, axis=1)
+
+    @torch.no_grad()
+    def rank_candidates(self, users: np.ndarray, history: np.ndarray, cands: np.ndarray, cand_scores: np.ndarray,
+                        ranker: torch.nn.Module | None = None) -> np.ndarray:
+        """Ranker logits [B, C] for retrieved candidates; -inf where the retrieval score is not finite.
+
+        ``cands`` [B, C] item indices ordered by retrieval score (best first, as :meth:`rank` retrieves
+        them), ``cand_scores`` their retrieval scores, ``history`` [B, L] -1 padded. The batched
+        re-ranking step on its own, so a server that retrieves by itself ranks exactly as the pipeline
+        does. ``ranker``: another net over the same features (a compressed copy); default the fitted one.
+        """
+        net = ranker if ranker is not None else self.ranker
+        if net is None:
+            raise ConfigError("pipeline is not fitted")
+        if self.item_pop is None:
+            raise ConfigError("pipeline is not fitted")
+        dense, sparse = self._feature_arrays(users, history, cands, cand_scores)
+        logits = net(torch.from_numpy(dense), torch.from_numpy(sparse)).float().numpy()
+        logits = logits.reshape(cands.shape)
+        return np.where(np.isfinite(cand_scores), logits, -np.inf)
 
     def recommend(self, user_ids: Sequence[Any] | Any, N: int = 10, filter_already_liked_items: bool = True,
                   n_candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:
