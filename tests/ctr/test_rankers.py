@@ -19,6 +19,7 @@ from turborec.models.rankers import (
     LogisticRegression,
     RankerNet,
     build_ranker,
+    warm_start_wide,
 )
 
 CARDS = (5, 7, 11, 3)
@@ -79,6 +80,37 @@ def test_wide_term_adds_logistic_regression_logit(kind: str) -> None:
     torch.testing.assert_close(with_wide, model(dense, sparse) + first_order)
 
 
+@pytest.mark.parametrize("kind", ["dlrm", "dcnv2"])
+@pytest.mark.parametrize("n_dense", [2, 0])
+def test_warm_start_reproduces_logistic_regression_then_trains_deep_part(kind: str, n_dense: int) -> None:
+    torch.manual_seed(5)
+    logreg = build_ranker("logreg", cardinalities=CARDS, n_dense=n_dense)
+    assert isinstance(logreg, LogisticRegression)
+    with torch.no_grad():  # a fitted-looking regression: non-zero weights and bias
+        for p in logreg.parameters():
+            p.normal_()
+    model = build_ranker(kind, {"wide": True}, cardinalities=CARDS, n_dense=n_dense)
+    dense, sparse = _batch(9, n_dense)
+    assert not torch.allclose(model(dense, sparse), logreg(dense, sparse))
+    warm_start_wide(model, logreg)
+    torch.testing.assert_close(model(dense, sparse), logreg(dense, sparse))
+    # the deep part still gets gradients through the zeroed output layer, so it can learn
+    model(dense, sparse).sum().backward()
+    assert model.output_layer().weight.grad is not None
+    assert torch.count_nonzero(model.output_layer().weight.grad) > 0
+
+
+def test_warm_start_needs_a_wide_term_and_matching_features() -> None:
+    logreg = build_ranker("logreg", cardinalities=CARDS, n_dense=2)
+    assert isinstance(logreg, LogisticRegression)
+    with pytest.raises(ConfigError, match="wide=True"):
+        warm_start_wide(build_ranker("dlrm", cardinalities=CARDS, n_dense=2), logreg)
+    with pytest.raises(ConfigError, match="cardinalities"):
+        warm_start_wide(build_ranker("dcnv2", {"wide": True}, cardinalities=(5, 7, 12, 3), n_dense=2), logreg)
+    with pytest.raises(ConfigError, match="output layer"):
+        build_ranker("deepfm", cardinalities=CARDS, n_dense=2).output_layer()
+
+
 def test_dlrm_interaction_is_pairwise_dots() -> None:
     torch.manual_seed(1)
     model = DLRM(DLRMConfig(embedding_dim=4, bottom_mlp=(8,), top_mlp=()), cardinalities=CARDS, n_dense=2).eval()
@@ -131,11 +163,11 @@ def test_build_ranker_from_dict_keeps_config() -> None:
     assert type(model.config).from_dict(model.config.to_dict()) == model.config
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_forward_exports_with_dynamic_batch(kind: str) -> None:
+@pytest.mark.parametrize(("kind", "config"), VARIANTS)
+def test_forward_exports_with_dynamic_batch(kind: str, config: dict[str, object]) -> None:
     """No data-dependent control flow: torch.export traces it once for any batch size."""
     torch.manual_seed(3)
-    model = build_ranker(kind, cardinalities=CARDS, n_dense=2).eval()
+    model = build_ranker(kind, config, cardinalities=CARDS, n_dense=2).eval()
     batch = torch.export.Dim("batch", min=1)
     program = torch.export.export(model, _batch(4), dynamic_shapes=({0: batch}, {0: batch}))
     dense, sparse = _batch(9, seed=5)

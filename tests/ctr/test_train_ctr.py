@@ -21,7 +21,7 @@ from turborec.data.ctr import (
 from turborec.data.ctr.synthetic import SyntheticClickModel
 from turborec.errors import ArtifactError, ConfigError, DataError
 from turborec.metrics.ctr import auc
-from turborec.models.rankers import DCNv2, DCNv2Config, LogisticRegression, build_ranker
+from turborec.models.rankers import DCNv2, DCNv2Config, LogisticRegression, build_ranker, warm_start_wide
 from turborec.train.ctr import (
     CTRTrainConfig,
     evaluate_ranker,
@@ -53,6 +53,27 @@ def test_dcn_learns_the_crosses_logreg_cannot(synth_splits: tuple[CTRData, CTRDa
     assert dcn_auc > lr_auc + 0.04
     assert dcn_auc > ceiling - 0.03
     assert evaluate_ranker(dcn, test)["calibration"] == pytest.approx(1.0, abs=0.1)
+
+
+@pytest.mark.parametrize("wide_lr", [0.0, None])
+def test_wide_lr_freezes_the_warm_started_first_order_term(
+    synth_splits: tuple[CTRData, CTRData, CTRData], wide_lr: float | None
+) -> None:
+    train, valid, test = synth_splits
+    torch.manual_seed(0)
+    lr = LogisticRegression(cardinalities=train.cardinalities, n_dense=2)
+    fit_ranker(lr, train, valid, CTRTrainConfig(epochs=2, batch_size=512, lr=2e-2, patience=1, progress=False))
+    dcn = DCNv2(DCNv2Config(embedding_dim=4, n_cross=1, deep=(16,), wide=True), cardinalities=train.cardinalities,
+                n_dense=2)  # fmt: skip
+    warm_start_wide(dcn, lr)
+    assert dcn.wide is not None
+    before = {k: v.clone() for k, v in dcn.wide.state_dict().items()}
+    config = CTRTrainConfig(epochs=10, batch_size=512, lr=5e-3, wide_lr=wide_lr, patience=3, progress=False)
+    fit_ranker(dcn, train, valid, config)
+    unchanged = [torch.equal(before[k], v) for k, v in dcn.wide.state_dict().items()]
+    assert all(unchanged) if wide_lr == 0.0 else not any(unchanged)
+    # the deep part learned the crosses the regression cannot express
+    assert evaluate_ranker(dcn, test)["auc"] > evaluate_ranker(lr, test)["auc"] + 0.02
 
 
 def test_early_stopping_restores_best_weights_and_seeding_repeats(
@@ -125,6 +146,8 @@ def test_mismatched_inputs_and_configs(synth_splits: tuple[CTRData, CTRData, CTR
         evaluate_ranker(LogisticRegression(cardinalities=train.cardinalities, n_dense=2), unlabelled)
     with pytest.raises(ConfigError):
         CTRTrainConfig(lr=0)
+    with pytest.raises(ConfigError, match="wide_lr"):
+        CTRTrainConfig(wide_lr=-1e-3)
 
 
 def test_validation_runs_once_even_when_eval_every_exceeds_all_steps(

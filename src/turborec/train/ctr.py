@@ -1,6 +1,7 @@
 """Training, evaluation and artifacts for CTR rankers.
 
-``fit_ranker`` runs Adam(W) with separate learning rate for the embedding tables,
+``fit_ranker`` runs Adam(W) with separate learning rates for the embedding tables and for a
+first-order term warm-started from logistic regression (``wide_lr``; 0 keeps it fixed),
 an L2 penalty on the embedding rows each batch looks up (``embedding_l2``; decaying
 whole tables every step would wipe rare rows under Adam's normalisation), decoupled
 weight decay on the dense layers, and early stopping on validation AUC with the best
@@ -43,6 +44,7 @@ class CTRTrainConfig:
     batch_size: int = 1024
     lr: float = 1e-3
     embedding_lr: float | None = None  # None = lr
+    wide_lr: float | None = None  # first-order term (wide=True); None = as the other tables, 0 = frozen
     weight_decay: float = 0.0  # decoupled (AdamW) decay of non-embedding parameters
     embedding_l2: float = 0.0  # L2 on looked-up embedding rows, per batch
     patience: int = 2  # evaluations without a better validation AUC before stopping
@@ -57,6 +59,8 @@ class CTRTrainConfig:
             raise ConfigError("epochs, batch_size and eval_batch_size must be >= 1")
         if self.lr <= 0 or (self.embedding_lr is not None and self.embedding_lr <= 0):
             raise ConfigError(f"learning rates must be > 0, got lr={self.lr}, embedding_lr={self.embedding_lr}")
+        if self.wide_lr is not None and self.wide_lr < 0:
+            raise ConfigError(f"wide_lr must be >= 0 or None, got {self.wide_lr}")
         if self.weight_decay < 0 or self.embedding_l2 < 0 or self.patience < 0:
             raise ConfigError("weight_decay, embedding_l2 and patience must be >= 0")
         if self.eval_every is not None and self.eval_every < 1:
@@ -133,13 +137,19 @@ class CTRTrainer:
 
     def _optimizer(self, model: RankerNet) -> torch.optim.Optimizer:
         cfg = self.config
-        emb_params = {id(p): p for c in model.embedding_collections() for p in c.parameters()}
-        other = [p for p in model.parameters() if id(p) not in emb_params]
-        groups = [
-            {"params": list(emb_params.values()), "lr": cfg.embedding_lr or cfg.lr, "weight_decay": 0.0},
-            {"params": other, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
+        wide = model.first_order()
+        wide_params = {id(p): p for p in wide.parameters()} if wide is not None and cfg.wide_lr is not None else {}
+        emb_params = {
+            id(p): p for c in model.embedding_collections() for p in c.parameters() if id(p) not in wide_params
+        }
+        other = [p for p in model.parameters() if id(p) not in emb_params and id(p) not in wide_params]
+        groups: list[tuple[list[nn.Parameter], float, float]] = [  # (parameters, lr, decoupled decay)
+            (list(emb_params.values()), cfg.embedding_lr or cfg.lr, 0.0),
+            (other, cfg.lr, cfg.weight_decay),
+            # no decoupled decay: the wide tables get embedding_l2 like logistic regression's own weights
+            (list(wide_params.values()), cfg.wide_lr or 0.0, 0.0),
         ]
-        params = [g for g in groups if g["params"]]
+        params = [{"params": ps, "lr": lr, "weight_decay": wd} for ps, lr, wd in groups if ps and lr > 0.0]
         try:  # the fused kernel is ~10x faster than foreach on CPU for many small tables
             return torch.optim.AdamW(params, fused=True)
         except (RuntimeError, ValueError):

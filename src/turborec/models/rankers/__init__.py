@@ -7,7 +7,7 @@ from turborec.models.rankers.common import RankerNet, SparseEmbeddings, build_ra
 from turborec.models.rankers.dcn import DCNv2, DCNv2Config
 from turborec.models.rankers.deepfm import DeepFM, DeepFMConfig
 from turborec.models.rankers.dlrm import DLRM, DLRMConfig
-from turborec.models.rankers.logreg import LogisticRegression, LogRegConfig
+from turborec.models.rankers.logreg import LogisticRegression, LogRegConfig, warm_start_wide
 
 __all__ = [
     "DLRM",
@@ -22,4 +22,5 @@ __all__ = [
     "SparseEmbeddings",
     "build_ranker",
     "mlp",
+    "warm_start_wide",
 ]

@@ -116,6 +116,15 @@ class RankerNet(nn.Module):
     def forward(self, dense: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def first_order(self) -> FirstOrder | None:
+        """The optional first-order ("wide") term added to the logit; None when the ranker has none."""
+        wide = getattr(self, "wide", None)
+        return wide if isinstance(wide, FirstOrder) else None
+
+    def output_layer(self) -> nn.Linear:
+        """The last linear layer, whose output (plus the first-order term) is the logit."""
+        raise ConfigError(f"{type(self).__name__} has no single output layer")
+
     def embedding_collections(self) -> list[SparseEmbeddings]:
         return [m for m in self.modules() if isinstance(m, SparseEmbeddings)]
 

@@ -83,6 +83,11 @@ class DCNv2(RankerNet):
         self.head = nn.Linear(head_in, 1)
         self.wide = FirstOrder(self.cardinalities, n_dense, embeddings) if cfg.wide else None
 
+    def output_layer(self) -> nn.Linear:
+        layer = self.head
+        assert isinstance(layer, nn.Linear)
+        return layer
+
     def forward(self, dense: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
         x0 = torch.cat([dense, self.embeddings(sparse).flatten(1)], dim=1)
         x = x0

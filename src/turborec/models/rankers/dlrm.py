@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from turborec.errors import ConfigError
 from turborec.models.base import NetConfig, register_net
@@ -64,6 +65,11 @@ class DLRM(RankerNet):
             raise ConfigError("DLRM needs dense features or at least two sparse features to interact")
         self.top = mlp(top_in, cfg.top_mlp, dropout=cfg.dropout, out_dim=1)
         self.wide = FirstOrder(self.cardinalities, n_dense, embeddings) if cfg.wide else None
+
+    def output_layer(self) -> nn.Linear:
+        layer = self.top[-1]
+        assert isinstance(layer, nn.Linear)
+        return layer
 
     def forward(self, dense: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
         vectors = self.embeddings(sparse)  # [B, F, d]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from turborec.errors import ConfigError
 from turborec.models.base import NetConfig, register_net
 from turborec.models.embeddings import EmbeddingPlan
 from turborec.models.rankers.common import RankerNet, SparseEmbeddings
@@ -41,3 +42,27 @@ class LogisticRegression(RankerNet):
         if self.dense_linear is not None:
             logit = logit + self.dense_linear(dense).squeeze(-1)
         return logit
+
+
+def warm_start_wide(model: RankerNet, logreg: LogisticRegression) -> None:
+    """Start ``model`` exactly at a fitted logistic regression: copy its per-category weights and
+    dense weights into the first-order term, zero the output layer's weights and give it the
+    regression's bias. Training then only has to add what the deep part finds beyond the main
+    effects (on ~10k rows the deep part otherwise spends its early epochs re-learning them)."""
+    wide = model.first_order()
+    if wide is None:
+        raise ConfigError(f"{type(model).__name__} has no first-order term to warm-start (set wide=True)")
+    if model.cardinalities != logreg.cardinalities or model.n_dense != logreg.n_dense:
+        raise ConfigError(
+            f"the logistic regression has cardinalities {logreg.cardinalities} / {logreg.n_dense} dense; "
+            f"the model {model.cardinalities} / {model.n_dense}"
+        )
+    with torch.no_grad():
+        for target, source in zip(wide.weights.tables.values(), logreg.weights.tables.values()):
+            target.load_state_dict(source.state_dict())
+        if wide.dense is not None and logreg.dense_linear is not None:
+            wide.dense.weight.copy_(logreg.dense_linear.weight)
+        out = model.output_layer()
+        out.weight.zero_()
+        if out.bias is not None:
+            out.bias.copy_(logreg.bias)
