@@ -22,6 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/quickstart", metavar="DIR", help="where the models are saved")
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--max-seconds", type=float, default=25.0, metavar="S",
+        help="training time cap per model, so the tour stays near a minute (default 25; 0 = train to early "
+        "stopping, as 'turborec train' does)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,10 +36,14 @@ def run(args: argparse.Namespace) -> int:
     from turborec.cli.common import load_interactions
     from turborec.cli.report import print_table
     from turborec.data import apply_protocol, synthetic
+    from turborec.errors import ConfigError
     from turborec.train.options import make_estimator
 
     names = [m.strip() for m in args.models.split(",") if m.strip()]
-    models = {n: make_estimator(n, seed=args.seed, progress=not args.quiet) for n in names}
+    if args.max_seconds < 0:
+        raise ConfigError(f"--max-seconds must be >= 0, got {args.max_seconds}")
+    cap = {"max_seconds": args.max_seconds} if args.max_seconds > 0 else {}
+    models = {n: make_estimator(n, seed=args.seed, progress=not args.quiet, **cap) for n in names}
     t0 = time.perf_counter()
     if args.data or args.format:
         data = load_interactions(args)
@@ -47,19 +56,23 @@ def run(args: argparse.Namespace) -> int:
     for name, model in models.items():
         model.fit(split.train, split.valid)
         report = model.evaluate(split.test, exclude=[split.valid], ks=(10,))
-        rows.append({
-            "model": name,
-            "recall@10": report["recall@10"],
-            "ndcg@10": report["ndcg@10"],
-            "hit@10": report["hit@10"],
-            "coverage@10": report["coverage@10"],
-            "fit_s": model.fit_seconds,
-        })
+        rows.append(
+            {
+                "model": name,
+                "recall@10": report["recall@10"],
+                "ndcg@10": report["ndcg@10"],
+                "hit@10": report["hit@10"],
+                "coverage@10": report["coverage@10"],
+                "fit_s": model.fit_seconds,
+            }
+        )
         path = model.save(Path(args.out) / name, metrics={"protocol": "recbole", "test": report.metrics})
         if not args.quiet:
             print(f"  {name}: ndcg@10 {report['ndcg@10']:.4f} in {model.fit_seconds:.1f}s -> {path}")
     print()
     print_table(rows)
-    print(f"\ntotal {time.perf_counter() - t0:.1f}s; try: turborec recommend {Path(args.out) / names[-1]} "
-          f"--user {split.train.users.ids[0]} -k 10")
+    print(
+        f"\ntotal {time.perf_counter() - t0:.1f}s; try: turborec recommend {Path(args.out) / names[-1]} "
+        f"--user {split.train.users.ids[0]} -k 10"
+    )
     return 0

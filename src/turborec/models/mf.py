@@ -13,9 +13,12 @@ from turborec.models.embeddings import EmbeddingPlan
 
 @dataclass(frozen=True)
 class MFConfig(NetConfig):
-    dim: int = 64
-    regularization: float = 1e-2  # L2 on the embeddings a batch touches (used by BPR training)
+    dim: int = 128
+    regularization: float = 2e-2  # L2 on the embeddings a batch touches (used by BPR training)
     negatives: int = 4  # sampled negatives per positive pair (BPR loss averaged over them)
+    # dynamic negative sampling (Zhang et al. 2013): each negative is the highest-scoring of this many
+    # uniform candidates the user has not interacted with; 1 = plain uniform sampling
+    negative_candidates: int = 4
     item_bias: bool = True  # per-item offset (popularity prior), folded into the vectors
     embeddings: EmbeddingPlan = field(default_factory=EmbeddingPlan)
 

@@ -20,14 +20,14 @@ from turborec.models.embeddings import EmbeddingPlan, pooled_lookup
 
 @dataclass(frozen=True)
 class TwoTowerConfig(NetConfig):
-    dim: int = 64
+    dim: int = 128
     hidden: tuple[int, ...] = (256,)
     use_user_id: bool = True
     history_len: int = 50
     use_item_features: bool = True
-    normalize: bool = True
-    temperature: float = 0.07
-    dropout: float = 0.1
+    normalize: bool = False  # True: cosine towers (scores = cos / temperature); validated worse here
+    temperature: float = 1.0
+    dropout: float = 0.3
     share_item_embeddings: bool = False  # history items and candidates use two tables (as in FISM); True: one
     item_bias: bool = True  # a learned per-item score offset (popularity prior), folded into the vectors
     # training: catalogs up to this size use the full softmax over all items (exact, no sampling bias);
@@ -36,6 +36,9 @@ class TwoTowerConfig(NetConfig):
     mask_positives: bool = False  # full softmax: drop the user's other training items from the negatives
     sampled_negatives: int = 512
     history_dropout: float = 0.2
+    # training: validate (and keep) an exponential moving average of the weights with this per-step
+    # decay instead of the raw weights; 0 = off
+    weight_average: float = 0.99
     embeddings: EmbeddingPlan = field(default_factory=EmbeddingPlan)
 
 

@@ -70,7 +70,7 @@ def _positive_pairs(train: Interactions) -> tuple[np.ndarray, np.ndarray]:
 
 @register_estimator("bpr")
 class BPRRecommender(Recommender):
-    """Matrix factorisation trained with Bayesian Personalised Ranking (uniform negatives)."""
+    """Matrix factorisation trained with Bayesian Personalised Ranking; negatives by dynamic negative sampling."""
 
     config_class = MFConfig
     config: MFConfig
@@ -85,23 +85,86 @@ class BPRRecommender(Recommender):
         cfg = self.train_config
         gen = np.random.default_rng(cfg.seed)
         n_items = train.n_items
+        pair_keys = users * n_items + items  # sorted: _positive_pairs is np.unique's order
         dev = self.device
 
         def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
             order = gen.permutation(len(users))
             for s in range(0, len(order), cfg.batch_size):
                 sel = order[s : s + cfg.batch_size]
-                neg = gen.integers(0, n_items, (len(sel), self.config.negatives))
-                yield tuple(torch.from_numpy(a).to(dev) for a in (users[sel], items[sel], neg))
+                neg = gen.integers(0, n_items, (len(sel), self.config.negatives, self.config.negative_candidates))
+                # a candidate the user has in training is no negative (DNS would pick these first)
+                keys = users[sel, None, None] * n_items + neg
+                pos = np.minimum(np.searchsorted(pair_keys, keys), len(pair_keys) - 1)
+                known = pair_keys[pos] == keys
+                yield tuple(torch.from_numpy(a).to(dev) for a in (users[sel], items[sel], neg, known))
 
         def loss(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-            u, i, j = batch
-            pu, qi, qj = net.user_emb(u), net.item_emb(i), net.item_emb(j)
+            u, i, cand, known = batch
+            pu, qi = net.user_emb(u), net.item_emb(i)
+            j = _hardest(net, pu, cand, known)
+            qj = net.item_emb(j)
             diff = ((pu * qi).sum(-1) + net.bias(i)).unsqueeze(1) - ((pu.unsqueeze(1) * qj).sum(-1) + net.bias(j))
             reg = self.config.regularization * (pu.pow(2).sum() + qi.pow(2).sum() + qj.pow(2).sum() / qj.shape[1]) / len(u)
             return -F.logsigmoid(diff).mean() + reg
 
         self.history = fit_loop(net, loss, batches, cfg, _valid_scorer(self, valid), desc="bpr")
+
+
+class _WeightAverage:
+    """Exponential moving average of a net's parameters, swapped in while validating.
+
+    fit_loop keeps the best *validated* state, so the average is what gets restored; the raw weights
+    come back before the next epoch trains.
+    """
+
+    def __init__(self, net: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.params = list(net.parameters())
+        self.shadow = [p.detach().clone() for p in self.params]
+        self.raw: list[torch.Tensor] | None = None
+        self.steps = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        # a shorter memory over the first steps, so a short fit is not an average with its initial weights
+        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        self.steps += 1
+        for avg, p in zip(self.shadow, self.params, strict=True):
+            avg.lerp_(p.detach(), 1.0 - decay)
+
+    @torch.no_grad()
+    def swap_in(self) -> None:
+        self.raw = [p.detach().clone() for p in self.params]
+        for avg, p in zip(self.shadow, self.params, strict=True):
+            p.copy_(avg)
+
+    @torch.no_grad()
+    def swap_out(self) -> None:
+        if self.raw is not None:
+            for raw, p in zip(self.raw, self.params, strict=True):
+                p.copy_(raw)
+            self.raw = None
+
+    def wrap(self, score: Callable[[], float]) -> Callable[[], float]:
+        def averaged() -> float:
+            self.swap_in()
+            return score()
+
+        return averaged
+
+
+@torch.no_grad()
+def _hardest(net: MFNet, pu: torch.Tensor, cand: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """[B, n, c] candidate negatives -> [B, n]: the unobserved one the model scores highest (DNS).
+
+    ``known`` [B, n, c] marks candidates that are the user's training items; they lose to any other.
+    """
+    if cand.shape[-1] == 1:
+        return cand[..., 0]
+    scores = torch.einsum("bd,bncd->bnc", pu, net.item_emb(cand)) + net.bias(cand)
+    scores = scores.masked_fill(known, float("-inf"))
+    return cand.gather(-1, scores.argmax(-1, keepdim=True)).squeeze(-1)
 
 
 @dataclass(frozen=True)
@@ -143,7 +206,11 @@ class TwoTowerRecommender(Recommender):
         items_t = torch.from_numpy(items).to(dev)
         hist_gen = torch.Generator(device=dev).manual_seed(tcfg.seed)
 
+        average = _WeightAverage(net, cfg.weight_average) if cfg.weight_average > 0 else None
+
         def batches(epoch: int) -> Iterator[_TowerBatch]:
+            if average is not None:
+                average.swap_out()
             order = torch.from_numpy(gen.permutation(len(users))).to(dev)
             for s in range(0, len(order), tcfg.batch_size):
                 sel = order[s : s + tcfg.batch_size]
@@ -160,6 +227,8 @@ class TwoTowerRecommender(Recommender):
         seen = self.histories.to_csr() if full and cfg.mask_positives else None
 
         def loss(b: _TowerBatch) -> torch.Tensor:
+            if average is not None:
+                average.update()
             uv = net.user_vectors(b.users, b.history)
             bsz = len(b.items)
             if full:  # exact softmax over the whole catalog
@@ -185,4 +254,9 @@ class TwoTowerRecommender(Recommender):
 
         aux = self.aux_loss
         objective = loss if aux is None else (lambda b: loss(b) + aux(b))
-        self.history: TrainHistory = fit_loop(net, objective, batches, tcfg, _valid_scorer(self, valid), desc="two-tower")
+        scorer = _valid_scorer(self, valid)
+        if average is not None and scorer is not None:
+            scorer = average.wrap(scorer)
+        self.history: TrainHistory = fit_loop(net, objective, batches, tcfg, scorer, desc="two-tower")
+        if average is not None and scorer is None:  # nothing validated: keep the average of the last steps
+            average.swap_in()
