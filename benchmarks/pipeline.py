@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--ranker", default="dlrm")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=None, help="reuse (or write) the trained two-tower at this path")
+    ap.add_argument("--save", default=None, help="also save the fitted pipeline here (e.g. for benchmarks/serving.py)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     split = apply_protocol("recbole", load_movielens(args.data), seed=args.seed)
@@ -42,6 +43,8 @@ def main() -> None:
     t0 = time.perf_counter()
     pipe = TwoStagePipeline(retriever, ranker=args.ranker, seed=args.seed).fit(split.train, split.valid)
     fit_s = time.perf_counter() - t0
+    if args.save:
+        pipe.save(args.save)
     for n in (10, 20, 50, 100, 200, 500):
         t = time.perf_counter()
         m = pipe.evaluate(split.test, exclude=[split.valid], ks=(10,), n_candidates=n)
@@ -51,7 +54,10 @@ def main() -> None:
         print(rows[-1], flush=True)
     table = markdown_table(rows)
     write_results(f"pipeline_{args.ranker}", {"seed": args.seed, "ranker": args.ranker, "ranker_fit_s": fit_s,
-                               "ranker_valid_auc": pipe.metrics.get("ranker_valid_auc"), "rows": rows}, table)
+                               "ranker_valid_auc": pipe.metrics.get("ranker_valid_auc"),
+                               "ranker_weight": pipe.ranker_weight, "fit_metrics": pipe.metrics, "rows": rows},
+                  table + f"\n\nranker weight in the final score, chosen on held-out validation users: "
+                          f"{pipe.ranker_weight:g}")
 
 
 if __name__ == "__main__":

@@ -60,3 +60,36 @@ def test_anonymous_history_and_errors(fitted) -> None:  # type: ignore[no-untype
         pipe.recommend(list(split.train.users.ids[:1]), N=0)
     with pytest.raises(ConfigError):
         TwoStagePipeline(pipe.retriever, n_candidates=0)
+
+
+def test_blend_weight_is_chosen_on_held_out_users_and_round_trips(fitted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    split, pipe = fitted
+    weights = [k for k in pipe.metrics if k.startswith("blend_ndcg@10_w")]
+    assert len(weights) == len(pipe.config.blend_weights)
+    best = max(pipe.metrics[k] for k in weights)
+    assert pipe.metrics[f"blend_ndcg@10_w{pipe.ranker_weight:g}"] == best
+    loaded = load_model(pipe.save(tmp_path / "p"))
+    assert isinstance(loaded, TwoStagePipeline) and loaded.ranker_weight == pipe.ranker_weight
+    users = list(split.train.users.ids[:5])
+    assert (pipe.recommend(users, N=10)[0] == loaded.recommend(users, N=10)[0]).all()
+
+
+def test_weight_zero_keeps_the_retrieval_order(fitted) -> None:  # type: ignore[no-untyped-def]
+    _split, pipe = fitted
+    users = np.arange(20)
+    hist = pipe.retriever.user_histories(users)
+    exclude = [pipe.retriever.histories.of(int(u)) for u in users]
+    cands, scores = pipe._candidates(users, hist, 40, exclude)
+    saved = pipe.ranker_weight
+    try:
+        pipe.ranker_weight = 0.0
+        blended = pipe.rank_candidates(users, hist, cands, scores)
+        pipe.ranker_weight = 1.0
+        raw = pipe.rank_candidates(users, hist, cands, scores)
+    finally:
+        pipe.ranker_weight = saved
+    finite = np.isfinite(scores)
+    assert (np.isfinite(blended) == finite).all()
+    for b, s, f in zip(blended, scores, finite):  # same order as the retrieval scores
+        assert (np.argsort(-b[f], kind="stable") == np.argsort(-s[f], kind="stable")).all()
+    assert not np.allclose(raw[finite], blended[finite])  # weight 1 is the ranker's own logits

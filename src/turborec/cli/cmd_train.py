@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="retrieval: popularity, bpr, two-tower, ease (default two-tower); "
                         "ctr: logreg, dlrm, dcnv2, deepfm (default dcnv2)")
     p.add_argument("--ranker", default="dlrm", help="pipeline ranker: logreg, dlrm, dcnv2, deepfm (default dlrm)")
-    p.add_argument("--candidates", type=positive_int, default=200, help="pipeline: retrieved candidates N (default 200)")
+    p.add_argument("--candidates", type=positive_int, default=100, help="pipeline: retrieved candidates N (default 100)")
     p.add_argument("--out", required=True, metavar="DIR", help="artifact directory to write (replaced atomically)")
     p.add_argument("--protocol", default="recbole", help="split protocol: recbole, leave-last-out, temporal")
     p.add_argument("--split", choices=("protocol", "none"), default="protocol", help="'none' trains on the whole file")

@@ -103,5 +103,9 @@ def process_group(
     dist.init_process_group(name, rank=rank, world_size=world, device_id=dev if dev.type == "cuda" else None)
     try:
         yield DistContext(rank, world, local, name, dev)
+        # every rank reaches here before any tears down: a rank that destroyed its group while a peer was
+        # still finishing (rank 0 evaluates and saves) made gloo abort at exit ("terminate called without an
+        # active exception"), after the work was done
+        dist.barrier()
     finally:
         dist.destroy_process_group()

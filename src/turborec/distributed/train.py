@@ -330,6 +330,9 @@ def train_sharded(spec: ShardedTrainSpec, ctx: DistContext, log: Any = print) ->
     job = ShardedTwoTowerJob(rec, train, valid, spec, ctx)
     if ctx.is_main:
         log(f"sharding plan ({ctx.world_size} processes, {ctx.backend}):\n{job.describe_plan()}")
+        if getattr(rec.config, "weight_average", 0.0) > 0:
+            log("note: sharded training validates and keeps the raw weights (weight_average is a single-process "
+                "option); pass --param weight_average=0 to silence this")
     resumed = job.resume(Path(spec.checkpoint_dir)) if spec.checkpoint_dir else False
     if resumed and ctx.is_main:
         log(f"resumed from the checkpoint of epoch {job.progress.epoch + 1} in {spec.checkpoint_dir}")

@@ -43,7 +43,9 @@ DENSE_FEATURES = (
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    n_candidates: int = 200
+    # NDCG@10 on ml-latest-small is flat from N = 20 to 500 (benchmarks/pipeline.py); re-ranking cost grows
+    # with N, so the default keeps a margin above the flat start at a third of the cost of N = 200
+    n_candidates: int = 100
     ranker: str = "dlrm"  # best validation AUC of logreg / dlrm / dcnv2 on ml-latest-small (benchmarks/pipeline.py)
     ranker_config: Mapping[str, Any] = field(default_factory=dict)
     item_dim: int = 8
@@ -51,10 +53,16 @@ class PipelineConfig:
     ranker_epochs: int = 20
     ranker_lr: float = 2e-3
     seed: int = 0
+    # weights of the ranker in the final score, (1 - w) going to the retrieval score, both z-scored per user;
+    # the one with the best NDCG@10 on the validation users held out from ranker training is kept, so a
+    # ranker that cannot improve on the retriever's order falls back to it (w = 0)
+    blend_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 
     def __post_init__(self) -> None:
         if self.n_candidates <= 0:
             raise ConfigError(f"n_candidates must be positive, got {self.n_candidates}")
+        if not self.blend_weights or any(not 0.0 <= w <= 1.0 for w in self.blend_weights):
+            raise ConfigError(f"blend_weights must be non-empty weights in [0, 1], got {self.blend_weights}")
 
 
 def _cooccurrence(x: sp.csr_matrix, keep: int) -> sp.csr_matrix:
@@ -150,6 +158,7 @@ class TwoStagePipeline:
         self.cooc: sp.csr_matrix | None = None
         self.item_pop: np.ndarray | None = None
         self.metrics: dict[str, Any] = {}
+        self.ranker_weight = 1.0  # fitted: the blend weight chosen on held-out validation users
 
     name = "pipeline"
 
@@ -273,7 +282,34 @@ class TwoStagePipeline:
                               progress=False, patience=3)
         result = fit_ranker(self.ranker, parts[0], parts[1] if len(parts[1]) else None, tcfg)
         self.metrics["ranker_valid_auc"] = result.best_valid_auc
+        if cut < len(users):
+            self._choose_blend(users[cut:], valid_csr)
         return self
+
+    def _choose_blend(self, users: np.ndarray, positives: sp.csr_matrix) -> None:
+        """Pick ``ranker_weight`` from ``config.blend_weights`` by NDCG@10 of the held-out users' validation
+        items (items outside the candidates count as missed); ties go to the smaller weight."""
+        assert self.retriever.histories is not None
+        hist = self.retriever.user_histories(users)
+        exclude = [self.retriever.histories.of(int(u)) for u in users]
+        cands, scores = self._candidates(users, hist, self.config.n_candidates, exclude)
+        self.ranker_weight = 1.0
+        logits = self.rank_candidates(users, hist, cands, scores)  # the ranker alone
+        sub = positives[users]
+        labels = np.asarray(sub[np.repeat(np.arange(len(users)), cands.shape[1]), cands.ravel()]).reshape(cands.shape)
+        labels = (labels != 0).astype(np.float64)
+        k = min(10, cands.shape[1])
+        discount = 1.0 / np.log2(np.arange(2, k + 2))
+        ideal = np.cumsum(discount)[np.minimum(np.diff(sub.indptr), k) - 1]
+        best = (-1.0, 0.0)
+        for w in sorted(self.config.blend_weights):
+            order = np.argsort(-_blend(scores, logits, w), axis=1, kind="stable")[:, :k]
+            ndcg = float((np.take_along_axis(labels, order, axis=1) @ discount / ideal).mean())
+            self.metrics[f"blend_ndcg@10_w{w:g}"] = ndcg
+            if ndcg > best[0] + 1e-12:
+                best = (ndcg, w)
+        self.ranker_weight = best[1]
+        self.metrics["ranker_weight"] = best[1]
 
     def _labelled(self, users: np.ndarray, positives: sp.csr_matrix) -> CTRData:
         hist = self.retriever.user_histories(users)
@@ -316,7 +352,7 @@ class TwoStagePipeline:
         dense, sparse = self._feature_arrays(users, history, cands, cand_scores)
         logits = net(torch.from_numpy(dense), torch.from_numpy(sparse)).float().numpy()
         logits = logits.reshape(cands.shape)
-        return np.where(np.isfinite(cand_scores), logits, -np.inf)
+        return _blend(cand_scores, logits, self.ranker_weight)
 
     def recommend(self, user_ids: Sequence[Any] | Any, N: int = 10, filter_already_liked_items: bool = True,
                   n_candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -390,6 +426,7 @@ class TwoStagePipeline:
             "ranker_net_config": ranker.config.to_dict(),
             "cardinalities": list(ranker.cardinalities),
             "n_dense": ranker.n_dense,
+            "ranker_weight": self.ranker_weight,
         }
         return save_artifact(path, kind="pipeline", config=config, tensors=tensors, extra=write_retriever,
                              metrics=self.metrics)
@@ -406,6 +443,7 @@ class TwoStagePipeline:
             tensors = art.torch_tensors()
             pipe.ranker.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("ranker.")}, strict=True)
             pipe.ranker.eval()
+            pipe.ranker_weight = float(cfg.get("ranker_weight", 1.0))  # artifacts before the blend: ranker only
             pipe.item_pop = tensors["item_pop"].numpy()
             if "cooc.indptr" in tensors:
                 n = len(pipe.item_pop)
@@ -417,6 +455,27 @@ class TwoStagePipeline:
             raise ArtifactError(f"{path}: cannot rebuild the pipeline ({exc})") from exc
         pipe.metrics = art.metrics
         return pipe
+
+
+def _zscore(x: np.ndarray, finite: np.ndarray) -> np.ndarray:
+    n = np.maximum(finite.sum(1, keepdims=True), 1)
+    v = np.where(finite, x, 0.0)
+    mean = v.sum(1, keepdims=True) / n
+    std = np.sqrt((np.where(finite, v - mean, 0.0) ** 2).sum(1, keepdims=True) / n)
+    return (v - mean) / np.maximum(std, 1e-12)
+
+
+def _blend(retrieval: np.ndarray, logits: np.ndarray, ranker_weight: float) -> np.ndarray:
+    """``w * z(logits) + (1 - w) * z(retrieval)``, z-scored over each row's finite candidates; at w = 1 the
+    logits as they are (no rescaling), and -inf where the retrieval score is not finite."""
+    finite = np.isfinite(retrieval)
+    if ranker_weight >= 1.0:
+        out = logits.astype(np.float32, copy=False)
+    else:
+        out = (ranker_weight * _zscore(logits, finite) + (1.0 - ranker_weight) * _zscore(retrieval, finite)).astype(
+            np.float32
+        )
+    return np.where(finite, out, -np.inf).astype(np.float32)
 
 
 def load_model(path: str | Path, device: str = "cpu") -> Recommender | TwoStagePipeline:
