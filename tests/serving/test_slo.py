@@ -179,6 +179,22 @@ def test_load_relief_recovers_a_tier_whose_normal_p99_is_in_the_hysteresis_band(
     assert Tier.FULL not in _storm_then_calm(stuck, band_ms=6.0)
 
 
+def test_relief_after_a_spike_that_follows_calm_traffic() -> None:
+    # calm 1,000 req/s at 6 ms, then a storm at 3,000: the full tier is judged too slow while the rate window
+    # still holds mostly the calm traffic (about 1,200 req/s then), so the rate recorded then understates the
+    # storm; relief must still come when the load falls back to 1,000
+    heavy = {Tier.FULL: 0.05, Tier.FEWER_CANDIDATES: 0.04, Tier.CHEAP_RANKER: 0.03, Tier.RETRIEVAL_ONLY: 0.02,
+             Tier.POPULAR: 0.001}
+    c = SLOController(SLOPolicy(budget_s=BUDGET))
+    assert set(drive(c, 0, 3, 1000, lambda tier, t: 0.006)) == {Tier.FULL}
+    drive(c, 3, 9, 3000, lambda tier, t: heavy[tier], seed=1)
+    assert c.tier is not Tier.FULL
+    seen = drive(c, 9, 17, 1000, lambda tier, t: 0.006, seed=2)
+    back = next(i for i, tier in enumerate(seen) if tier is Tier.FULL) * PERIOD
+    assert back <= 5.0
+    assert seen[-40:] == [Tier.FULL] * 40
+
+
 def test_no_relief_while_the_load_that_failed_is_still_there() -> None:
     # the full tier is too slow at 1,000 req/s; the cheaper one sits in the band: it must not probe up on relief
     cost = {Tier.FULL: 0.012, Tier.FEWER_CANDIDATES: 0.006}

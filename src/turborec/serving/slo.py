@@ -14,7 +14,8 @@ either
   above was last too slow. Without this a tier whose p99 at normal load sits between
   the two thresholds would never be re-entered after a spike, however far the load
   fell; and a relief step that fails records the lower rate, so the next one needs
-  still less load (no flapping).
+  still less load (no flapping). While the service sits below a tier, that tier's rate
+  is raised to the highest load seen (the rate window lags a sudden spike).
 
 A step up that is undone soon after (the load is still there) doubles the hold
 before the next try at that tier, up to ``max_recover_hold_s``; load relief forgets
@@ -144,6 +145,7 @@ class SLOController:
         if self._last_up is not None and t - self._last_up >= self._probe_s():
             self._holds.pop(self._level, None)  # the last step up held: back to the short hold
             self._last_up = None
+        self._track_peak_load(t)
         p99 = self.window_p99(t)
         shedding = self._last_shed is not None and self._last_shed > self._last_change
         too_slow = p99 is not None and p99 > p.degrade_at * p.budget_s
@@ -166,6 +168,17 @@ class SLOController:
         if self._level > 0 and t - self._healthy_since >= self._holds.get(self._level - 1, p.recover_hold_s):
             self._move(t, -1)
         return self.tier
+
+    def _track_peak_load(self, t: float) -> None:
+        """While below a tier that was too slow, remember the highest load seen since: a spike is detected
+        within a few updates, while the rate window still holds mostly the calm traffic before it, so the
+        rate at the moment of stepping down understates the load that relief must be measured against."""
+        if self._level == 0 or not self._failed_at_rate:
+            return
+        rate = self.request_rate(t)
+        for level, failed in self._failed_at_rate.items():
+            if level < self._level and rate > failed:
+                self._failed_at_rate[level] = rate
 
     def _relieved(self, t: float) -> bool:
         """The load is well under what made the tier above too slow."""
