@@ -11,6 +11,8 @@ import numpy as np
 from turborec._util.artifact import WEIGHTS, Artifact, load_artifact
 from turborec.compress import load as load_compressed
 from turborec.errors import ArtifactError
+from turborec.retrieval import load_index
+from turborec.serving.knobs import INDEX_DIR, SERVICE_EXACT, serving_section
 from turborec.serving.model import ServingModel
 from turborec.serving.net_model import NetServingModel
 from turborec.train import Recommender, TwoStagePipeline
@@ -70,7 +72,15 @@ def serving_model_from_recommender(
 @register_artifact_loader("retrieval")
 def _retrieval(art: Artifact, history_len: int) -> ServingModel:
     rec: Any = load_recommender(art.path) if not art.config.get("transforms") else load_compressed(art.path)
-    return serving_model_from_recommender(rec, artifact_version(art), history_len)
+    knobs = serving_section(art.config)
+    if knobs.backend == "torch-eager" and knobs.index == SERVICE_EXACT:
+        return serving_model_from_recommender(rec, artifact_version(art), history_len)
+    # a tuned artifact: serve the backend and index ``turborec tune`` measured (accelerated imports this module)
+    from turborec.serving.accelerated import build_serving_model
+
+    index_dir = art.path / INDEX_DIR
+    index = load_index(index_dir) if (index_dir / "manifest.json").is_file() else None
+    return build_serving_model(rec, knobs, artifact_version(art), index=index, history_len=history_len)
 
 
 @register_artifact_loader("pipeline")

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from turborec.errors import ConfigError
+from turborec.serving.knobs import SERVICE_EXACT, ServingKnobs
 
-SERVICE_EXACT = "Exact"  # the service's own scoring: one matmul against every item vector (no Index object)
 DEFAULT_BACKENDS = ("torch-eager", "onnx-fp32", "onnx-int8", "torch-compile")
 STAGES = ("batching", "admission", "backend", "index", "model")
 
@@ -45,29 +45,6 @@ class ModelVariant:
     @property
     def needs_training(self) -> bool:
         return self.dim is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class ServingKnobs:
-    """What the service is told: the user-tower backend, the retrieval index and micro-batching."""
-
-    backend: str = "torch-eager"
-    index: str = SERVICE_EXACT
-    max_batch: int = 64
-    max_wait_ms: float = 1.0
-    executor: str = "thread"
-    shed_at: float = 0.8  # admission: shed when the expected latency passes this fraction of the SLO
-
-    def with_(self, **changes: Any) -> ServingKnobs:
-        return ServingKnobs(**{**asdict(self), **changes})
-
-    @property
-    def batching_label(self) -> str:
-        shed = "" if self.shed_at == ServingKnobs.shed_at else f"/shed{self.shed_at:g}"
-        return f"b{self.max_batch}/w{self.max_wait_ms:g}/{self.executor}{shed}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
