@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("cmd_serve", "HTTP service with micro-batching, live events, Prometheus metrics and SLO degradation"),
     "compress": ("cmd_compress", "quantize / prune / distill a saved model, or --report what each variant costs and saves"),
     "tune": ("cmd_tune", "search compression, backend, index and batching for the best model within a p99 budget"),
+    "loadtest": ("cmd_loadtest", "open-loop load test of a running service: HdrHistogram percentiles, JSON, PNG"),
 }
 
 EPILOG = """examples:

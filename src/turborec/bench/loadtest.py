@@ -1,0 +1,190 @@
+"""``turborec loadtest``: an open-loop load test of a running service, with its own capacity check.
+
+Arrivals follow a pattern (``poisson``: a constant Poisson rate; ``burst``: the rate, three
+times the rate for the middle fifth, then the rate again; ``ramp``: from a tenth of the rate up to
+the rate in ten steps). Latency counts from each request's *scheduled* send time (no coordinated
+omission). Percentiles come from an HdrHistogram (microsecond resolution, 3 significant
+digits). Before the run, the generator measures itself against a null HTTP server on loopback
+at the peak rate, so a result limited by the generator is reported as such.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from turborec.bench.loadgen import LoadResult, LoadSpec, RequestTemplate, run_load_processes
+from turborec.errors import ConfigError
+
+PATTERNS = ("poisson", "burst", "ramp")
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+
+
+def pattern_phases(pattern: str, rate: float, duration_s: float) -> tuple[tuple[float, float], ...]:
+    """The piecewise rates ``(start_s, rate)`` of a pattern (empty: constant ``rate``)."""
+    if pattern == "poisson":
+        return ()
+    if pattern == "burst":
+        return ((0.0, rate), (0.4 * duration_s, 3.0 * rate), (0.6 * duration_s, rate))
+    if pattern == "ramp":
+        return tuple((duration_s * i / 10, rate * (i + 1) / 10) for i in range(10))
+    raise ConfigError(f"--pattern {pattern!r}: expected one of {', '.join(PATTERNS)}")
+
+
+@dataclass(frozen=True)
+class HdrSummary:
+    sent: int
+    ok: int
+    shed: int  # HTTP 503
+    errors: int  # other statuses, connection errors, timeouts
+    offered_rate: float
+    achieved_rate: float  # answered per second over the run
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+    send_lag_p99_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def hdr_summary(result: LoadResult, offered_rate: float) -> HdrSummary:
+    """Counts and HdrHistogram percentiles of the HTTP 200 answers' latencies."""
+    from hdrh.histogram import HdrHistogram
+
+    ok = result.status == 200
+    lat_us = np.nan_to_num(result.latency[ok] * 1e6, nan=0.0)
+    hist = HdrHistogram(1, max(int(lat_us.max(initial=1.0)) * 2, 1_000_000), 3)
+    for v in lat_us:
+        hist.record_value(max(1, int(v)))
+    pct = (lambda q: hist.get_value_at_percentile(q) / 1000.0) if len(lat_us) else (lambda q: math.nan)
+    span = float(result.scheduled[-1] - result.scheduled[0]) if len(result.scheduled) > 1 else 0.0
+    answered = int((result.status > 0).sum())
+    lag = result.send_lag
+    return HdrSummary(
+        sent=len(result.status), ok=int(ok.sum()), shed=int((result.status == 503).sum()),
+        errors=int((~ok & (result.status != 503)).sum()), offered_rate=offered_rate,
+        achieved_rate=answered / span if span > 0 else math.nan,
+        p50_ms=pct(50.0), p90_ms=pct(90.0), p99_ms=pct(99.0), p999_ms=pct(99.9),
+        max_ms=hist.get_max_value() / 1000.0 if len(lat_us) else math.nan,
+        send_lag_p99_ms=float(np.percentile(lag, 99)) * 1000 if len(lag) else math.nan,
+    )  # fmt: skip
+
+
+@contextmanager
+def null_server() -> Iterator[str]:
+    """A loopback HTTP server that answers every request at once (200, empty JSON): the generator's
+    own ceiling is measured against it."""
+    loop = asyncio.new_event_loop()
+    reply = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+    marker = b" HTTP/1.1\r\n"  # the end of each request line
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+            self.tail = b""
+
+        def data_received(self, data: bytes) -> None:
+            # one reply per request line; the last few bytes carry over so a line split across reads counts once
+            assert isinstance(self.transport, asyncio.Transport)
+            seen = self.tail + data
+            self.transport.write(reply * seen.count(marker))
+            self.tail = seen[-(len(marker) - 1) :]
+
+    server = loop.run_until_complete(loop.create_server(Echo, "127.0.0.1", 0))
+    port = server.sockets[0].getsockname()[1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        server.close()
+        loop.close()
+
+
+def calibrate(spec: LoadSpec, cpu_sets: Sequence[Sequence[int] | None], seconds: float = 1.5) -> HdrSummary:
+    """The generator against the null server at the spec's peak rate for ``seconds``."""
+    peak = max([spec.rate, *(r for _, r in spec.phases)])
+    with null_server() as url:
+        probe = replace(spec, url=url, rate=peak, duration_s=seconds, phases=(), max_requests=10_000_000)
+        return hdr_summary(run_load_processes(probe, cpu_sets), peak)
+
+
+def generator_limited(check: HdrSummary) -> bool:
+    """Against a server that answers at once, the generator sent late (p99 lag over 1 ms) or lost answers:
+    it, not the server under test, would limit the result at this rate."""
+    return check.send_lag_p99_ms > 1.0 or check.ok < 0.99 * check.sent
+
+
+def requests_for(path: str, users: range | None, k: int, body: str | None) -> tuple[RequestTemplate, ...]:
+    """One template per user id (``{"user": id, "k": k}``), or the given body, POSTed to ``path``."""
+    if body is not None:
+        try:
+            json.loads(body)
+        except ValueError as exc:
+            raise ConfigError(f"--body is not valid JSON: {exc}") from None
+        return (RequestTemplate("POST", path, body.encode()),)
+    if users is None or len(users) == 0:
+        raise ConfigError("--users must name at least one user id (e.g. 1:200)")
+    return tuple(RequestTemplate("POST", path, json.dumps({"user": str(u), "k": k}).encode()) for u in users)
+
+
+def plot_latency(result: LoadResult, path: Path, title: str, window_s: float = 0.25) -> Path:
+    """Latency over time: every answered request, the p99 per window, and the 503 share."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ok = result.status == 200
+    ax.scatter(result.scheduled[ok], result.latency[ok] * 1000, s=1, alpha=0.3, label="HTTP 200")
+    edges = np.arange(0.0, float(result.scheduled.max(initial=0.0)) + window_s, window_s)
+    mids, p99, shed = [], [], []
+    for lo in edges:
+        sel = (result.scheduled >= lo) & (result.scheduled < lo + window_s)
+        if sel.any():
+            mids.append(lo + window_s / 2)
+            lat = result.latency[sel & ok]
+            p99.append(float(np.percentile(lat, 99)) * 1000 if len(lat) else math.nan)
+            shed.append(100.0 * float((result.status[sel] == 503).mean()))
+    ax.plot(mids, p99, color="black", label=f"p99 per {window_s * 1000:.0f} ms")
+    ax.set_yscale("log")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=8)
+    ax2.plot(mids, shed, color="tab:red")
+    ax2.set_ylabel("503 (%)")
+    ax2.set_xlabel("time (s)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+__all__ = [
+    "PATTERNS",
+    "HdrSummary",
+    "calibrate",
+    "generator_limited",
+    "hdr_summary",
+    "null_server",
+    "pattern_phases",
+    "plot_latency",
+    "requests_for",
+]
