@@ -38,13 +38,14 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from turborec.bench.process import start_http_server, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("TURBOREC_SHARED_DATA", REPO.parent / "shared" / "data")) / "ml-latest-small"
@@ -197,36 +198,16 @@ def naive_factory() -> Any:
 
 
 def start_server(variant: str, args: argparse.Namespace, artifact: Path, port: int) -> subprocess.Popen[bytes]:
-    import httpx
-
     cmd = [sys.executable, __file__, "--role", "server", "--variant", variant, "--artifact", str(artifact),
            "--port", str(port), "--cores", ",".join(map(str, args.server_cores)), "--slo-ms", str(args.slo_ms),
            "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)]
     env = {**os.environ, "OMP_NUM_THREADS": str(len(args.server_cores)), "OPENBLAS_NUM_THREADS": "1",
            "MKL_NUM_THREADS": "1"}
-    log = tempfile.NamedTemporaryFile(prefix=f"turborec-{variant}-", suffix=".log", delete=False)  # noqa: SIM115
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{variant} server exited: {Path(log.name).read_text()[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"{variant} server did not come up")
+    return start_http_server(cmd, port, env=env, timeout_s=300, name=f"{variant} server")
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+    stop_process(proc)
 
 
 # -------------------------------------------------------------------- load

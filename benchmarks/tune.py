@@ -26,7 +26,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, SHARED_DATA, machine, markdown_table
+from turborec.bench.process import start_http_server, stop_process
 
 RESULTS = REPO / "benchmarks" / "results" / "tune.json"
 IMG = REPO / "docs" / "img"
@@ -62,33 +62,13 @@ def serve(args: argparse.Namespace) -> None:
 
 
 def start_server(artifact: Path, args: argparse.Namespace, slo: float, port: int, plain: bool) -> subprocess.Popen[bytes]:
-    import httpx
-
     cmd = [sys.executable, __file__, "--role", "server", "--artifact", str(artifact), "--port", str(port),
            "--cpu", str(args.server_cpu), "--slo-ms", str(slo)] + (["--plain"] if plain else [])
-    log = tempfile.NamedTemporaryFile(prefix="turborec-tune-server-", suffix=".log", delete=False)  # noqa: SIM115
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {Path(log.name).read_text()[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("server did not come up")
+    return start_http_server(cmd, port, timeout_s=180, name="server")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+    stop_process(proc)
 
 
 # ------------------------------------------------------------------ verification

@@ -16,17 +16,16 @@ import math
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from turborec.bench.loadgen import LoadResult, LoadSpec, RequestTemplate, run_load_processes
+from turborec.bench.report import LoadSummary, summarize
 from turborec.errors import ConfigError
 
 PATTERNS = ("poisson", "burst", "ramp")
-PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 
 
 def pattern_phases(pattern: str, rate: float, duration_s: float) -> tuple[tuple[float, float], ...]:
@@ -41,45 +40,27 @@ def pattern_phases(pattern: str, rate: float, duration_s: float) -> tuple[tuple[
 
 
 @dataclass(frozen=True)
-class HdrSummary:
-    sent: int
-    ok: int
-    shed: int  # HTTP 503
-    errors: int  # other statuses, connection errors, timeouts
-    offered_rate: float
-    achieved_rate: float  # answered per second over the run
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    p999_ms: float
-    max_ms: float
-    send_lag_p99_ms: float
+class HdrSummary(LoadSummary):
+    """``LoadSummary`` with the latency percentiles read from an HdrHistogram, plus p99.9."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    p999_ms: float = math.nan
 
 
 def hdr_summary(result: LoadResult, offered_rate: float) -> HdrSummary:
-    """Counts and HdrHistogram percentiles of the HTTP 200 answers' latencies."""
+    """Counts, rates and generator lag as :func:`~turborec.bench.report.summarize` gives them; the HTTP 200
+    answers' latency percentiles from an HdrHistogram (microseconds, 3 significant digits)."""
     from hdrh.histogram import HdrHistogram
 
-    ok = result.status == 200
-    lat_us = np.nan_to_num(result.latency[ok] * 1e6, nan=0.0)
-    hist = HdrHistogram(1, max(int(lat_us.max(initial=1.0)) * 2, 1_000_000), 3)
+    base = summarize(result, offered_rate)
+    lat_us = np.nan_to_num(result.latency[result.status == 200] * 1e6, nan=0.0)
+    if not len(lat_us):
+        return HdrSummary(**base.to_dict())
+    hist = HdrHistogram(1, max(int(lat_us.max()) * 2, 1_000_000), 3)
     for v in lat_us:
         hist.record_value(max(1, int(v)))
-    pct = (lambda q: hist.get_value_at_percentile(q) / 1000.0) if len(lat_us) else (lambda q: math.nan)
-    span = float(result.scheduled[-1] - result.scheduled[0]) if len(result.scheduled) > 1 else 0.0
-    answered = int((result.status > 0).sum())
-    lag = result.send_lag
-    return HdrSummary(
-        sent=len(result.status), ok=int(ok.sum()), shed=int((result.status == 503).sum()),
-        errors=int((~ok & (result.status != 503)).sum()), offered_rate=offered_rate,
-        achieved_rate=answered / span if span > 0 else math.nan,
-        p50_ms=pct(50.0), p90_ms=pct(90.0), p99_ms=pct(99.0), p999_ms=pct(99.9),
-        max_ms=hist.get_max_value() / 1000.0 if len(lat_us) else math.nan,
-        send_lag_p99_ms=float(np.percentile(lag, 99)) * 1000 if len(lag) else math.nan,
-    )  # fmt: skip
+    pct = {f"{name}_ms": hist.get_value_at_percentile(q) / 1000.0 for name, q in
+           (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9))}  # fmt: skip
+    return HdrSummary(**{**base.to_dict(), **pct, "max_ms": hist.get_max_value() / 1000.0})
 
 
 @contextmanager

@@ -41,11 +41,15 @@ def artifact_version(art: Artifact) -> str:
 
 def load_serving_model(path: str | Path, history_len: int = 50) -> ServingModel:
     """Verify the artifact at ``path`` and build the serving model its kind registers."""
-    art = load_artifact(path)
+    return serving_model_from_artifact(load_artifact(path), history_len)
+
+
+def serving_model_from_artifact(art: Artifact, history_len: int = 50) -> ServingModel:
+    """The serving model an already verified artifact's kind registers."""
     loader = _LOADERS.get(art.kind)
     if loader is None:
         raise ArtifactError(
-            f"{path}: cannot serve artifacts of kind {art.kind!r} (servable: {', '.join(sorted(_LOADERS))})"
+            f"{art.path}: cannot serve artifacts of kind {art.kind!r} (servable: {', '.join(sorted(_LOADERS))})"
         )
     return loader(art, history_len)
 

@@ -145,19 +145,20 @@ class SLOController:
         if self._last_up is not None and t - self._last_up >= self._probe_s():
             self._holds.pop(self._level, None)  # the last step up held: back to the short hold
             self._last_up = None
-        self._track_peak_load(t)
+        rate = self.request_rate(t)
+        self._track_peak_load(rate)
         p99 = self.window_p99(t)
         shedding = self._last_shed is not None and self._last_shed > self._last_change
         too_slow = p99 is not None and p99 > p.degrade_at * p.budget_s
         if too_slow or shedding:
             self._healthy_since = None
             if t - self._last_change >= p.degrade_cooldown_s and self._level < len(self.ladder) - 1:
-                self._failed_at_rate[self._level] = self.request_rate(t)
+                self._failed_at_rate[self._level] = rate
                 self._move(t, +1)
             return self.tier
         recently_shed = self._last_shed is not None and t - self._last_shed < p.recover_hold_s
         headroom = p99 is None or p99 < p.recover_at * p.budget_s
-        relieved = self._level > 0 and self._relieved(t)
+        relieved = self._level > 0 and self._relieved(rate)
         if relieved:
             self._holds.clear()
         if recently_shed or not (headroom or relieved):
@@ -169,21 +170,20 @@ class SLOController:
             self._move(t, -1)
         return self.tier
 
-    def _track_peak_load(self, t: float) -> None:
+    def _track_peak_load(self, rate: float) -> None:
         """While below a tier that was too slow, remember the highest load seen since: a spike is detected
         within a few updates, while the rate window still holds mostly the calm traffic before it, so the
         rate at the moment of stepping down understates the load that relief must be measured against."""
         if self._level == 0 or not self._failed_at_rate:
             return
-        rate = self.request_rate(t)
         for level, failed in self._failed_at_rate.items():
             if level < self._level and rate > failed:
                 self._failed_at_rate[level] = rate
 
-    def _relieved(self, t: float) -> bool:
+    def _relieved(self, rate: float) -> bool:
         """The load is well under what made the tier above too slow."""
         failed = self._failed_at_rate.get(self._level - 1)
-        return failed is not None and self.request_rate(t) < self.policy.relief_at * failed
+        return failed is not None and rate < self.policy.relief_at * failed
 
     def force(self, t: float, tier: Tier) -> None:
         """Set the tier (operators, tests); the controller goes on adjusting from there."""

@@ -272,7 +272,8 @@ class TwoStagePipeline:
         rng = np.random.default_rng(cfg.seed)
         rng.shuffle(users)
         cut = max(1, int(0.85 * len(users)))
-        parts = [self._labelled(u, valid_csr) for u in (users[:cut], users[cut:])]
+        labelled = [self._labelled(u, valid_csr) for u in (users[:cut], users[cut:])]
+        parts = [data for data, _ in labelled]
         cards = parts[0].cardinalities
         self.ranker = build_ranker(
             cfg.ranker, dict(cfg.ranker_config), cardinalities=cards, n_dense=len(DENSE_FEATURES),
@@ -283,24 +284,23 @@ class TwoStagePipeline:
         result = fit_ranker(self.ranker, parts[0], parts[1] if len(parts[1]) else None, tcfg)
         self.metrics["ranker_valid_auc"] = result.best_valid_auc
         if cut < len(users):
-            self._choose_blend(users[cut:], valid_csr)
+            self._choose_blend(parts[1], labelled[1][1], np.diff(valid_csr.indptr)[users[cut:]])
         return self
 
-    def _choose_blend(self, users: np.ndarray, positives: sp.csr_matrix) -> None:
+    @torch.no_grad()
+    def _choose_blend(self, held_out: CTRData, scores: np.ndarray, n_positives: np.ndarray) -> None:
         """Pick ``ranker_weight`` from ``config.blend_weights`` by NDCG@10 of the held-out users' validation
-        items (items outside the candidates count as missed); ties go to the smaller weight."""
-        assert self.retriever.histories is not None
-        hist = self.retriever.user_histories(users)
-        exclude = [self.retriever.histories.of(int(u)) for u in users]
-        cands, scores = self._candidates(users, hist, self.config.n_candidates, exclude)
-        self.ranker_weight = 1.0
-        logits = self.rank_candidates(users, hist, cands, scores)  # the ranker alone
-        sub = positives[users]
-        labels = np.asarray(sub[np.repeat(np.arange(len(users)), cands.shape[1]), cands.ravel()]).reshape(cands.shape)
-        labels = (labels != 0).astype(np.float64)
-        k = min(10, cands.shape[1])
+        items (items outside the candidates count as missed); ties go to the smaller weight.
+
+        ``held_out``: their labelled candidate rows (as ``_labelled`` built them), ``scores`` [U, C] the
+        candidates' retrieval scores, ``n_positives`` [U] each user's validation item count."""
+        assert self.ranker is not None and held_out.label is not None
+        raw = self.ranker(torch.from_numpy(held_out.dense), torch.from_numpy(held_out.sparse)).float().numpy()
+        logits = _blend(scores, raw.reshape(scores.shape), 1.0)  # the ranker alone, as rank_candidates scores it
+        labels = held_out.label.reshape(scores.shape).astype(np.float64)
+        k = min(10, scores.shape[1])
         discount = 1.0 / np.log2(np.arange(2, k + 2))
-        ideal = np.cumsum(discount)[np.minimum(np.diff(sub.indptr), k) - 1]
+        ideal = np.cumsum(discount)[np.minimum(n_positives, k) - 1]
         best = (-1.0, 0.0)
         for w in sorted(self.config.blend_weights):
             order = np.argsort(-_blend(scores, logits, w), axis=1, kind="stable")[:, :k]
@@ -311,7 +311,8 @@ class TwoStagePipeline:
         self.ranker_weight = best[1]
         self.metrics["ranker_weight"] = best[1]
 
-    def _labelled(self, users: np.ndarray, positives: sp.csr_matrix) -> CTRData:
+    def _labelled(self, users: np.ndarray, positives: sp.csr_matrix) -> tuple[CTRData, np.ndarray]:
+        """The users' retrieved candidates as labelled ranker rows, and their retrieval scores [U, C]."""
         hist = self.retriever.user_histories(users)
         assert self.retriever.histories is not None
         exclude = [self.retriever.histories.of(int(u)) for u in users]
@@ -320,7 +321,7 @@ class TwoStagePipeline:
         sub = positives[users]
         rows = np.repeat(np.arange(len(users)), cands.shape[1])
         label = (np.asarray(sub[rows, cands.ravel()]).ravel() != 0).astype(np.float32)
-        return CTRData(data.dense, data.sparse, label, data.cardinalities, data.dense_names, data.sparse_names)
+        return CTRData(data.dense, data.sparse, label, data.cardinalities, data.dense_names, data.sparse_names), scores
 
     # ---------------------------------------------------------------- inference
     @torch.no_grad()

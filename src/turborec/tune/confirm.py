@@ -14,14 +14,12 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from turborec.bench.loadgen import LoadSpec, run_load_subprocess
-from turborec.errors import ConfigError
+from turborec.bench.process import start_http_server, stop_process
 from turborec.serving.settings import ServeSettings
 from turborec.tune.replay import LatencyStats, RequestMix
 
@@ -36,40 +34,15 @@ def free_port() -> int:
 
 def start_server(artifact: Path, settings: ServeSettings, port: int) -> subprocess.Popen[bytes]:
     """A server process for ``artifact`` on 127.0.0.1:``port``; returns once /healthz answers."""
-    import httpx
 
     args = [sys.executable, "-m", "turborec.tune._server", str(artifact), str(port), str(settings.slo_p99_ms),
             str(settings.max_batch), str(settings.max_wait_ms), settings.executor, str(settings.shed_at)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    log = tempfile.TemporaryFile()  # noqa: SIM115  (closed with the process below)
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                log.seek(0)
-                raise ConfigError(f"the server for {artifact} exited: {log.read().decode(errors='replace')[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0).status_code == 200:
-                    return proc
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise ConfigError(f"the server for {artifact} did not come up in {START_TIMEOUT_S:.0f} s")
-    except BaseException:
-        stop_server(proc)
-        raise
-    finally:
-        log.close()
+    return start_http_server(args, port, env=env, timeout_s=START_TIMEOUT_S, name=f"the server for {artifact}")
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+    stop_process(proc, grace_s=20.0)
 
 
 def confirm_over_http(

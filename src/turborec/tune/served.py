@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from turborec.errors import ConfigError
-from turborec.retrieval import load_index
+from turborec._util.artifact import load_artifact
 from turborec.serving.accelerated import (
     AcceleratedServingModel,
     UserTowerPart,
@@ -15,24 +14,15 @@ from turborec.serving.accelerated import (
     user_tower_runner,
 )
 from turborec.serving.knobs import INDEX_DIR, SERVING_KEY, ServingKnobs, serving_section
-from turborec.serving.loading import artifact_version
+from turborec.serving.loading import serving_model_from_artifact
 from turborec.serving.model import ServingModel
-from turborec.train.recommender import Recommender
 
 
 def load_tuned_serving_model(path: str | Path) -> tuple[ServingModel, ServingKnobs]:
-    """Rebuild the serving model a tuned artifact describes (compressed weights, backend, index)
-    and the knobs it records (micro-batching for ``ServeSettings``)."""
-    from turborec._util.artifact import load_artifact
-    from turborec.compress import load as load_any
-
+    """Rebuild the serving model a tuned artifact describes (compressed weights, backend, index) -- what
+    ``turborec serve`` builds from it -- and the knobs it records (micro-batching for ``ServeSettings``)."""
     art = load_artifact(path, kinds=("retrieval",))
-    rec = load_any(art.path)
-    if not isinstance(rec, Recommender):
-        raise ConfigError(f"{path}: not a retrieval model")
-    knobs = serving_section(art.config)
-    index = load_index(art.path / INDEX_DIR) if (art.path / INDEX_DIR / "manifest.json").is_file() else None
-    return build_serving_model(rec, knobs, artifact_version(art), index=index), knobs
+    return serving_model_from_artifact(art), serving_section(art.config)
 
 
 __all__ = [
