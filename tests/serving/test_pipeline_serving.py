@@ -8,12 +8,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import torch
 
 from turborec.data.interactions import Interactions
 from turborec.data.splits import random_split
 from turborec.serving.loading import load_serving_model
 from turborec.serving.model import Query
 from turborec.serving.net_model import NetServingModel
+from turborec.serving.pipeline_model import PipelineRanker
 from turborec.serving.server import background_server, build_service
 from turborec.serving.settings import ServeSettings
 from turborec.serving.tiers import Tier
@@ -53,6 +55,10 @@ def test_the_pipeline_artifact_serves_the_whole_ladder(pipeline_artifact: Path) 
     assert isinstance(model, NetServingModel)
     assert model.tiers == tuple(Tier)
     assert model.version.startswith("pipeline-")
+    # the user tower and the ranker run as frozen traces (checked against eager; the HTTP test below
+    # compares the served answers with TwoStagePipeline.recommend)
+    assert isinstance(model.user_tower, torch.jit.ScriptModule)
+    assert isinstance(model._ranker, PipelineRanker) and isinstance(model._ranker.net, torch.jit.ScriptModule)
 
 
 def test_over_http_known_and_anonymous_users_get_the_pipelines_top_k(

@@ -113,6 +113,21 @@ def test_shedding_steps_down_and_blocks_recovery() -> None:
     assert c.tier is level
 
 
+def test_a_shed_at_the_bottom_of_the_ladder_does_not_pin_the_service_there() -> None:
+    # a storm sheds requests after the controller has reached the cheapest tier (no further step down
+    # resets its clock); once the storm has passed and answers are fast it must climb back to full
+    ladder = (Tier.FULL, Tier.FEWER_CANDIDATES, Tier.POPULAR)
+    c = SLOController(SLOPolicy(budget_s=BUDGET), ladder)
+    drive(c, 0, 1, 1000, lambda tier, t: 0.002)
+    drive(c, 1, 3, 5000, lambda tier, t: 0.05 if tier is not Tier.POPULAR else 0.001, seed=1)
+    assert c.tier is Tier.POPULAR
+    c.observe_shed(3.0)  # the storm's last shed, after the last tier change
+    seen = drive(c, 3.0, 9.0, 1000, lambda tier, t: 0.002, seed=2)
+    back = next(i for i, tier in enumerate(seen) if tier is Tier.FULL) * PERIOD
+    assert back <= 5.0
+    assert seen[-20:] == [Tier.FULL] * 20
+
+
 def test_failed_step_up_doubles_the_hold() -> None:
     policy = SLOPolicy(budget_s=BUDGET, recover_hold_s=0.5, max_recover_hold_s=2.0)
     cost = {Tier.FULL: 0.05, Tier.FEWER_CANDIDATES: 0.001, Tier.CHEAP_RANKER: 0.001, Tier.RETRIEVAL_ONLY: 0.001,

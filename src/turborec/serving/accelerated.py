@@ -14,43 +14,54 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from turborec.backends import Runner, make_runner
 from turborec.retrieval import Index, make_index
 from turborec.serving.knobs import SERVICE_EXACT, ServingKnobs
 from turborec.serving.loading import serving_model_from_recommender
 from turborec.serving.model import BatchOutput, Query, Ranked, ServingModel
-from turborec.serving.net_model import NetServingModel
+from turborec.serving.net_model import NetServingModel, UserTowerPart
 from turborec.serving.tiers import Tier
 from turborec.train.recommender import Recommender
 
+REDUCED_EFFORT = 4  # the FEWER_CANDIDATES tier searches the index with a quarter of the tuned effort
 
-class UserTowerPart(nn.Module):
-    """``(users [B], history [B, L]) -> user vectors [B, d]``: the part a Runner compiles or exports."""
 
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        return self.net.user_vectors(users, history)  # type: ignore[operator]
+def reduced_search_params(index: Index) -> dict[str, int] | None:
+    """The index's search knobs at a quarter of their tuned values (IVF nprobe, HNSW efSearch), or None
+    when it has no knob to turn down (a flat index, nprobe already 1)."""
+    params = index.params
+    if params.get("nprobe", 1) > 1:
+        return {"nprobe": max(1, params["nprobe"] // REDUCED_EFFORT)}
+    if params.get("efSearch", 1) > 16:
+        return {"efSearch": max(16, params["efSearch"] // REDUCED_EFFORT)}  # FAISS searches max(ef, k) wide
+    return None
 
 
 class AcceleratedServingModel:
     """A ``ServingModel``: ``base``'s features and decoding; the user tower on ``runner`` (None: eager)
-    and the top-k from ``index`` (None: the base's matmul over every item) in the full tier."""
+    and the top-k from ``index`` (None: the base's matmul over every item) in the full tier.
+
+    With an index the ladder changes: the base's ``FEWER_CANDIDATES`` scans a popular pool exactly,
+    which over a large catalog costs *more* than the index (a quarter of a million items against a
+    few thousand probed), so a service stepping down under load would make things worse and never
+    recover. Here that tier is the index searched with a quarter of its tuned effort; an index with
+    no effort knob has no such tier (full -> popular).
+    """
 
     def __init__(self, base: NetServingModel, runner: Runner | None, index: Index | None, version: str) -> None:
         self.base = base
         self.runner = runner
         self.index = index
         self._version = version
+        self._reduced = reduced_search_params(index) if index is not None else None
+        self._index_lock = threading.Lock()  # the reduced tier turns the index's knobs for one search
 
     @property
     def version(self) -> str:
@@ -58,7 +69,9 @@ class AcceleratedServingModel:
 
     @property
     def tiers(self) -> tuple[Tier, ...]:
-        return self.base.tiers
+        if self.index is None:
+            return self.base.tiers
+        return (Tier.FULL, Tier.FEWER_CANDIDATES, Tier.POPULAR) if self._reduced else (Tier.FULL, Tier.POPULAR)
 
     def knows_item(self, item: str) -> bool:
         return self.base.knows_item(item)
@@ -67,7 +80,8 @@ class AcceleratedServingModel:
         return self.base.similar(item, k)
 
     def recommend_batch(self, queries: Sequence[Query], tier: Tier) -> BatchOutput:
-        if tier is not Tier.FULL:
+        reduced = tier is Tier.FEWER_CANDIDATES and self.index is not None and self._reduced is not None
+        if tier is not Tier.FULL and not reduced:
             return self.base.recommend_batch(queries, tier)
         base = self.base
         t0 = time.perf_counter()
@@ -78,10 +92,10 @@ class AcceleratedServingModel:
             user_vecs = self.runner({"users": users, "history": hist})
         else:
             with torch.inference_mode():
-                user_vecs = base.net.user_vectors(torch.from_numpy(users), torch.from_numpy(hist)).float().numpy()
+                user_vecs = base.user_tower(torch.from_numpy(users), torch.from_numpy(hist)).float().numpy()
         if self.index is not None:
             per_query = np.split(cols, np.cumsum(np.bincount(rows, minlength=len(queries)))[:-1]) if len(rows) else None
-            ids, scores = self.index.search(user_vecs, k_max, exclude=per_query)
+            ids, scores = self._search(user_vecs, k_max, per_query, self._reduced if reduced else None)
         else:
             with torch.inference_mode():
                 s = torch.from_numpy(np.ascontiguousarray(user_vecs, dtype=np.float32)) @ base._item_vecs.T
@@ -95,6 +109,19 @@ class AcceleratedServingModel:
             keep = ids[b] >= 0
             results.append(base._decode(ids[b][keep], scores[b][keep], q.k, users[b] >= 0))
         return BatchOutput(results, {"features": t1 - t0, "retrieval": t2 - t1, "ranking": time.perf_counter() - t2})
+
+    def _search(self, user_vecs: np.ndarray, k: int, exclude: list[np.ndarray] | None,
+                params: dict[str, int] | None) -> tuple[np.ndarray, np.ndarray]:
+        assert self.index is not None
+        with self._index_lock:
+            if params is None:
+                return self.index.search(user_vecs, k, exclude=exclude)
+            tuned = self.index.params
+            self.index.set_params(**params)
+            try:
+                return self.index.search(user_vecs, k, exclude=exclude)
+            finally:
+                self.index.set_params(**tuned)
 
 
 def user_tower_runner(rec: Recommender, backend: str, history_len: int) -> Runner | None:
@@ -161,4 +188,11 @@ def build_serving_model(
     return AcceleratedServingModel(base, runner, index, version)
 
 
-__all__ = ["AcceleratedServingModel", "UserTowerPart", "build_index", "build_serving_model", "user_tower_runner"]
+__all__ = [
+    "AcceleratedServingModel",
+    "UserTowerPart",
+    "build_index",
+    "build_serving_model",
+    "reduced_search_params",
+    "user_tower_runner",
+]

@@ -27,7 +27,9 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from torch import nn
 
+from turborec.backends.tracing import traced_for_inference
 from turborec.data.vocab import Vocabulary
 from turborec.errors import ConfigError, UnknownIdError
 from turborec.models.base import RetrievalNet
@@ -43,6 +45,32 @@ class CandidateRanker(Protocol):
         self, user_vecs: torch.Tensor, users: torch.Tensor, history: torch.Tensor, candidates: torch.Tensor,
         candidate_scores: torch.Tensor,
     ) -> torch.Tensor: ...
+
+
+class UserTowerPart(nn.Module):
+    """``(users [B], history [B, L]) -> user vectors [B, d]``: the part a Runner compiles or exports."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        return self.net.user_vectors(users, history)  # type: ignore[operator]
+
+
+def _tower_examples(n_users: int, n_items: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Inputs to trace the user tower on and check it with: known and anonymous users, full, partial and
+    empty histories, several batch sizes."""
+    rng = np.random.default_rng(0)
+    out = []
+    for size in (3, 1, 7):
+        users = rng.integers(0, n_users, size) if n_users else np.full(size, -1)
+        users[-1] = -1
+        hist = rng.integers(0, n_items, (size, length))
+        hist[0, length // 2:] = -1
+        hist[-1, :] = -1
+        out.append((torch.from_numpy(users.astype(np.int64)), torch.from_numpy(hist.astype(np.int64))))
+    return out
 
 
 class NetServingModel:
@@ -62,6 +90,7 @@ class NetServingModel:
         full_candidates: int = 200,
         pool_candidates: int = 50,
         cheap_candidates: int | None = None,
+        trace: bool = True,
     ) -> None:
         if len(items) != net.n_items:
             raise ConfigError(f"item vocabulary has {len(items)} ids, the network {net.n_items} items")
@@ -69,6 +98,11 @@ class NetServingModel:
         self.net = net.eval()
         self.n_items = len(items)
         self.history_len = history_len
+        tower: nn.Module = UserTowerPart(self.net)
+        if trace:  # the same numbers without the per-module Python (checked, else eager)
+            first, *checks = _tower_examples(len(users), self.n_items, history_len)
+            tower = traced_for_inference(tower, first, checks)
+        self.user_tower = tower
         self._user_index = {str(u): i for i, u in enumerate(users.ids)}
         self._item_index = {str(v): i for i, v in enumerate(items.ids)}
         self._item_ids = [str(v) for v in items.ids]
@@ -127,7 +161,7 @@ class NetServingModel:
         with torch.inference_mode():
             u = torch.from_numpy(users)
             h = torch.from_numpy(hist)
-            user_vecs = self.net.user_vectors(u, h).float()
+            user_vecs = self.user_tower(u, h).float()
             use_pool = tier is not Tier.FULL
             vecs = self._pool_vecs if use_pool else self._item_vecs
             rows, cols = excl_rows, excl_cols

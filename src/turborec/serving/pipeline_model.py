@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from turborec.backends.tracing import traced_for_inference
 from turborec.serving.loading import serving_model_from_recommender
 from turborec.serving.net_model import NetServingModel
 from turborec.train.pipeline import TwoStagePipeline
@@ -31,11 +32,15 @@ from turborec.train.pipeline import TwoStagePipeline
 class PipelineRanker:
     """A :class:`~turborec.serving.net_model.CandidateRanker` over a fitted pipeline's features and ranker."""
 
-    def __init__(self, pipeline: TwoStagePipeline, net: torch.nn.Module | None = None, rows_at_once: int = 16) -> None:
+    def __init__(self, pipeline: TwoStagePipeline, net: torch.nn.Module | None = None, rows_at_once: int = 16,
+                 trace: bool = True) -> None:
         self.pipeline = pipeline
         self.net = net if net is not None else pipeline.ranker
         if self.net is not None:
             self.net.eval()
+            if trace:  # the same logits without the per-module Python (checked on real features, else eager)
+                first, *checks = _ranker_examples(pipeline)
+                self.net = traced_for_inference(self.net, first, checks)
         self.rows_at_once = rows_at_once
 
     def __call__(
@@ -49,6 +54,26 @@ class PipelineRanker:
         parts = [self.pipeline.rank_candidates(u[i:i + step], h[i:i + step], c[i:i + step], s[i:i + step],
                                                ranker=self.net) for i in range(0, len(u), step)]
         return torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts))
+
+
+def _ranker_examples(pipeline: TwoStagePipeline) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The ranker's (dense, sparse) inputs as the serving path builds them, for a few users (one anonymous,
+    one with an empty history) and candidate counts."""
+    rec = pipeline.retriever
+    assert rec.users is not None and rec.items is not None
+    n_users, n_items = len(rec.users), len(rec.items)
+    rng = np.random.default_rng(0)
+    out = []
+    for size, n_cand in ((3, min(n_items, 20)), (1, min(n_items, 7)), (4, min(n_items, 50))):
+        users = rng.integers(0, n_users, size) if n_users else np.full(size, -1)
+        users[-1] = -1
+        hist = rec.user_histories(np.maximum(users, 0))
+        hist[-1] = -1
+        cands = np.stack([rng.permutation(n_items)[:n_cand] for _ in range(size)]).astype(np.int64)
+        scores = np.sort(rng.standard_normal((size, n_cand)).astype(np.float32), axis=1)[:, ::-1].copy()
+        dense, sparse = pipeline._feature_arrays(users, hist, cands, scores)
+        out.append((torch.from_numpy(dense), torch.from_numpy(sparse)))
+    return out
 
 
 def serving_model_from_pipeline(

@@ -148,7 +148,10 @@ class SLOController:
         rate = self.request_rate(t)
         self._track_peak_load(rate)
         p99 = self.window_p99(t)
-        shedding = self._last_shed is not None and self._last_shed > self._last_change
+        # shed since the last tier change *and* lately: at the bottom of the ladder there is no change to
+        # move _last_change past an old shed, and without the time bound one shed there would count forever
+        shedding = (self._last_shed is not None and self._last_shed > self._last_change
+                    and t - self._last_shed < p.window_s)
         too_slow = p99 is not None and p99 > p.degrade_at * p.budget_s
         if too_slow or shedding:
             self._healthy_since = None
