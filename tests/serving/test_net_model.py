@@ -82,6 +82,26 @@ def test_cheaper_tiers(recommender: TwoTowerRecommender) -> None:
     assert "retrieval" not in model.recommend_batch(q[:1], Tier.POPULAR).timings
 
 
+def test_the_popular_tier_skips_seen_live_and_excluded_items_in_popularity_order(
+    recommender: TwoTowerRecommender,
+) -> None:
+    model = serving_model_from_recommender(recommender, "v")
+    assert recommender.histories is not None and recommender.items is not None and recommender.users is not None
+    pop = np.bincount(recommender.histories.items, minlength=300)
+    order = [str(recommender.items.ids[i]) for i in np.argsort(-pop, kind="stable")]
+    uidx = 3
+    seen = {str(recommender.items.ids[i]) for i in recommender.histories.of(uidx)}
+    live = tuple(order[:4:2])  # events: two of the most popular items
+    banned = frozenset(order[5:7]) | {"not-an-item"}
+    got = model.recommend_batch(
+        [Query(str(recommender.users.ids[uidx]), live, k=12, exclude=banned)], Tier.POPULAR).results[0]
+    want = [i for i in order if i not in seen and i not in live and i not in banned][:12]
+    assert got.items == want and got.user_known
+    # nothing excluded: the head of the order; an unknown user is anonymous
+    plain = model.recommend_batch([Query("nobody", (), k=3, exclude_seen=False)], Tier.POPULAR).results[0]
+    assert plain.items == order[:3] and not plain.user_known
+
+
 def test_similar_matches_the_estimator(model: NetServingModel, recommender: TwoTowerRecommender) -> None:
     item = recommender.items.ids[10]  # type: ignore[union-attr]
     ranked = model.similar(str(item), 5)

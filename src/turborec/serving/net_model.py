@@ -113,6 +113,8 @@ class NetServingModel:
             raise ConfigError(f"seen offsets cover {len(self._seen_offsets) - 1} users, vocabulary has {len(users)}")
         pop = np.zeros(self.n_items) if popularity is None else np.asarray(popularity, dtype=np.float64)
         self._popular_order = np.argsort(-pop, kind="stable")
+        self._popular_rank = np.empty(self.n_items, dtype=np.int64)  # item -> position in that order
+        self._popular_rank[self._popular_order] = np.arange(self.n_items)
         self._popular_scores = np.log1p(np.maximum(pop, 0)).astype(np.float32)
         with torch.inference_mode():
             vecs = net.item_vectors().detach().float().contiguous()
@@ -150,11 +152,10 @@ class NetServingModel:
 
     def recommend_batch(self, queries: Sequence[Query], tier: Tier) -> BatchOutput:
         t0 = time.perf_counter()
+        if tier is Tier.POPULAR:  # the last resort under overload: no history window, no model
+            return BatchOutput(self._popular(queries), {"ranking": time.perf_counter() - t0})
         users, hist, excl_rows, excl_cols = self._features(queries)
         t1 = time.perf_counter()
-        if tier is Tier.POPULAR:
-            results = self._popular(queries, users, excl_rows, excl_cols)
-            return BatchOutput(results, {"features": t1 - t0, "ranking": time.perf_counter() - t1})
         ranker = {Tier.FULL: self._ranker, Tier.FEWER_CANDIDATES: self._ranker,
                   Tier.CHEAP_RANKER: self._cheap_ranker}.get(tier)
         k_max = max(q.k for q in queries)
@@ -239,13 +240,30 @@ class NetServingModel:
         rows = np.repeat(np.arange(len(queries), dtype=np.int64), counts)
         return users, hist.astype(np.int64, copy=False), rows, cols
 
-    def _popular(self, queries: Sequence[Query], users: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> list[Ranked]:
+    def _popular(self, queries: Sequence[Query]) -> list[Ranked]:
+        """The most popular items each query may see. Built for the moment it is used -- a service past its
+        capacity -- so per query it costs a few array gathers: the excluded items' positions in the
+        popularity order mark the ones to skip in the head of that order (no set operations)."""
+        get_user, get_item = self._user_index.get, self._item_index.get
+        offsets, seen, rank = self._seen_offsets, self._seen_items, self._popular_rank
         out = []
-        for b, q in enumerate(queries):
-            banned = cols[rows == b]
-            head = self._popular_order[: q.k + len(banned)]
-            top = head[~np.isin(head, banned)][: q.k]
-            out.append(self._decode(top, self._popular_scores[top], q.k, users[b] >= 0))
+        for q in queries:
+            uidx = get_user(q.user, -1) if q.user is not None else -1
+            parts = []
+            if q.exclude_seen:
+                if uidx >= 0:
+                    parts.append(seen[offsets[uidx]: offsets[uidx + 1]])
+                if q.history:
+                    parts.append(np.fromiter((i for i in map(get_item, q.history) if i is not None), np.int64))
+            if q.exclude:
+                parts.append(np.fromiter((i for i in map(get_item, q.exclude) if i is not None), np.int64))
+            banned = np.concatenate(parts) if parts else seen[:0]
+            width = min(q.k + len(banned), self.n_items)
+            keep = np.ones(width, dtype=bool)
+            ranks = rank[banned]
+            keep[ranks[ranks < width]] = False
+            top = self._popular_order[:width][keep][: q.k]
+            out.append(self._decode(top, self._popular_scores[top], q.k, uidx >= 0))
         return out
 
     def _decode(self, idx: np.ndarray, scores: np.ndarray, k: int, user_known: bool | np.bool_) -> Ranked:
