@@ -231,7 +231,7 @@ def serve(args: argparse.Namespace) -> None:
     settings = ServeSettings(
         artifact=Path(args.artifact), port=args.port, slo_p99_ms=args.slo_ms, admin_token=TOKEN,
         adaptive_tiers=args.variant == "turborec-adaptive", torch_threads=len(server_cores),
-        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, executor=args.executor,
     )
     if args.variant == "naive":
         torch.set_num_threads(1)
@@ -258,7 +258,7 @@ def start_server(variant: str, args: argparse.Namespace, artifact: Path, port: i
         artifact = args.turborec_artifact  # the same model, served the way turborec would serve it
     cmd = [sys.executable, __file__, "--role", "server", "--variant", variant, "--artifact", str(artifact),
            "--port", str(port), "--cores", ",".join(map(str, args.server_cores)), "--slo-ms", str(args.slo_ms),
-           "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)]
+           "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), "--executor", args.executor]
     env = {**os.environ, "OMP_NUM_THREADS": str(len(args.server_cores)), "OPENBLAS_NUM_THREADS": "1",
            "MKL_NUM_THREADS": "1"}
     return start_http_server(cmd, port, env=env, timeout_s=300, name=f"{variant} server")
@@ -546,6 +546,8 @@ def main() -> None:
                    help="index turborec serves the large catalog through ('Exact': the same exact matmul as naive)")
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--max-wait-ms", type=float, default=1.0)
+    p.add_argument("--executor", default="auto", choices=["auto", "thread", "inline"],
+                   help="where turborec runs a batch (ServeSettings.executor; auto: inline on one core)")
     p.add_argument("--probe-s", type=float, default=None, help="seconds measured per probe (default 3, quick 1.5)")
     p.add_argument("--warmup-s", type=float, default=None)
     p.add_argument("--start-rate", type=float, default=None)
@@ -573,7 +575,7 @@ def main() -> None:
     args.warmup_s = pick(args.warmup_s, 1.0, 0.5)
     args.start_rate = pick(args.start_rate, 200.0, 100.0)
     args.tolerance = pick(args.tolerance, 0.1, 0.25)
-    args.max_probes = pick(args.max_probes, 8, 4)
+    args.max_probes = pick(args.max_probes, 10, 4)
     args.repeats = pick(args.repeats, 2, 1)
     args.overload_phases = (1.5, 4.0, 9.0) if q else (3.0, 9.0, 15.0)
     args.reload_s = 5.0 if q else 8.0
