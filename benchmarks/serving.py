@@ -546,8 +546,8 @@ def main() -> None:
                    help="index turborec serves the large catalog through ('Exact': the same exact matmul as naive)")
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--max-wait-ms", type=float, default=1.0)
-    p.add_argument("--executor", default="auto", choices=["auto", "thread", "inline"],
-                   help="where turborec runs a batch (ServeSettings.executor; auto: inline on one core)")
+    p.add_argument("--executor", default="thread", choices=["thread", "inline"],
+                   help="where turborec runs a batch (ServeSettings.executor)")
     p.add_argument("--probe-s", type=float, default=None, help="seconds measured per probe (default 3, quick 1.5)")
     p.add_argument("--warmup-s", type=float, default=None)
     p.add_argument("--start-rate", type=float, default=None)

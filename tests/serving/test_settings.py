@@ -62,18 +62,3 @@ def test_a_bad_token_is_not_echoed() -> None:
         ServeSettings(admin_token="abc")
     assert "abc" not in str(info.value)
 
-
-def test_auto_executor_runs_batches_inline_on_one_core_and_on_a_thread_otherwise(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import os
-
-    settings = ServeSettings()
-    assert settings.executor == "auto"
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
-    assert settings.batch_executor == "inline"
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert settings.batch_executor == "thread"
-    assert ServeSettings(executor="thread").batch_executor == "thread"
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
-    assert ServeSettings(executor="thread").batch_executor == "thread"  # an explicit choice stands

@@ -94,7 +94,7 @@ class RecommendService:
         )
         self.driver: BatchDriver[_Request, Answer] = BatchDriver(
             self._run_batch, BatchPolicy(max_batch=settings.max_batch, max_wait_s=settings.max_wait_ms / 1000),
-            executor=settings.batch_executor, on_batch=self._on_batch,
+            executor=settings.executor, on_batch=self._on_batch,
         )
         self._reloading = False
         self.loop_lag_s = 0.0

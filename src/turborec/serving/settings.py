@@ -17,7 +17,7 @@ from turborec.errors import ConfigError
 
 ENV_PREFIX = "TURBOREC_SERVE_"
 STORE_KINDS = ("memory", "sqlite", "redis")
-EXECUTORS = ("auto", "thread", "inline")
+EXECUTORS = ("thread", "inline")
 HTTP_PATHS = ("lean", "asgi", "fastapi")
 
 
@@ -36,12 +36,11 @@ class ServeSettings:
     # micro-batching
     max_batch: int = 64
     max_wait_ms: float = 1.0
-    # where a batch runs: "thread" (a worker thread: the event loop reads requests meanwhile), "inline" (on the
-    # event loop), "auto": inline when the process may use one core only, else thread. On one core a worker
-    # thread adds no parallelism, only GIL hand-offs: the loop waits up to the interpreter's 5 ms switch
-    # interval while the worker runs Python, which shows as loop lag and sheds (benchmarks/serving.py, pipeline
-    # on one core: 3,600 req/s at p99 <= 10 ms inline, 2,430 with the thread)
-    executor: str = "auto"
+    # where a batch runs: "thread" (a worker thread: the event loop keeps reading -- and refusing -- requests
+    # meanwhile) or "inline" (on the event loop: no GIL hand-offs, so a little more throughput on one core, but
+    # under overload requests wait unread behind each batch: benchmarks/serving.py measured 503s at p99 155 ms
+    # inline against 2.4 ms with the thread, and admitted p99 59.6 against 17.6 ms on the 1M catalog)
+    executor: str = "thread"
     # lean: our httptools server for the hot endpoints (+ FastAPI for the rest); asgi: uvicorn with the hot
     # endpoints answered straight from ASGI; fastapi: uvicorn with plain FastAPI routes (benchmarks compare)
     http: str = "lean"
@@ -68,17 +67,6 @@ class ServeSettings:
     admin_token: str | None = None
     torch_threads: int = 1
     log_level: str = "warning"
-
-    @property
-    def batch_executor(self) -> str:
-        """``executor`` with "auto" resolved for this process's CPU affinity."""
-        if self.executor != "auto":
-            return self.executor
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):  # no affinity API (macOS): count the machine's cores
-            cores = os.cpu_count() or 1
-        return "inline" if cores <= 1 else "thread"
 
     def __post_init__(self) -> None:
         def need(cond: bool, option: str, value: Any, why: str) -> None:
