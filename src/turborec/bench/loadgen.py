@@ -249,12 +249,14 @@ async def _run(spec: LoadSpec, start_at: float | None = None) -> LoadResult:
         if finished == n and not all_done.done():
             all_done.set_result(None)
 
+    def send(conn: _Conn, i: int, now: float) -> None:
+        conn.send(i, raws[i % len(raws)], now)
+        busy.add(conn)
+
     def dispatch(conn: _Conn, now: float) -> None:
         """Give ``conn`` the oldest queued request, or park it."""
         if queued and not conn.closed:
-            i = queued.popleft()
-            conn.send(i, raws[i % len(raws)], now)
-            busy.add(conn)
+            send(conn, queued.popleft(), now)
         elif not conn.closed:
             idle.append(conn)
 
@@ -297,8 +299,7 @@ async def _run(spec: LoadSpec, start_at: float | None = None) -> LoadResult:
         while idle:
             conn = idle.pop()
             if not conn.closed:
-                conn.send(i, raws[i % len(raws)], now)
-                busy.add(conn)
+                send(conn, i, now)
                 return
         queued.append(i)
         if len(busy) + opening < spec.connections:

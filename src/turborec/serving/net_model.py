@@ -22,7 +22,7 @@ Tiers it implements (``tiers``):
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -202,7 +202,7 @@ class NetServingModel:
         the live items and explicit exclusions are looked up.
         """
         L = self.history_len
-        get_user, get_item = self._user_index.get, self._item_index.get
+        get_user = self._user_index.get
         user_list = [get_user(q.user, -1) if q.user is not None else -1 for q in queries]
         users = np.asarray(user_list, dtype=np.int64)
         offsets, seen = self._seen_offsets, self._seen_items
@@ -214,50 +214,45 @@ class NetServingModel:
         counts = []
         for b, q in enumerate(queries):
             uidx = user_list[b]
-            n = 0
-            live = None
-            if q.history:
-                found = [i for i in map(get_item, q.history) if i is not None]
-                if found:
-                    live = np.asarray(found, dtype=np.int64)
-                    past = seen[offsets[uidx]: offsets[uidx + 1]][-L:] if uidx >= 0 else live[:0]
-                    recent = np.concatenate([past, live])[-L:]
-                    hist[b] = -1
-                    hist[b, : len(recent)] = recent
-            if q.exclude_seen:
-                if uidx >= 0:
-                    parts.append(seen[offsets[uidx]: offsets[uidx + 1]])
-                    n += len(parts[-1])
-                if live is not None:
-                    parts.append(live)
-                    n += len(live)
-            if q.exclude:
-                banned = [i for i in map(get_item, q.exclude) if i is not None]
-                parts.append(np.asarray(banned, dtype=np.int64))
-                n += len(banned)
-            counts.append(n)
+            live = self._known_items(q.history)
+            if len(live):
+                past = seen[offsets[uidx]: offsets[uidx + 1]][-L:] if uidx >= 0 else live[:0]
+                recent = np.concatenate([past, live])[-L:]
+                hist[b] = -1
+                hist[b, : len(recent)] = recent
+            banned = self._excluded(q, uidx, live)
+            parts.append(banned)
+            counts.append(len(banned))
         cols = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         rows = np.repeat(np.arange(len(queries), dtype=np.int64), counts)
         return users, hist.astype(np.int64, copy=False), rows, cols
+
+    def _known_items(self, ids: Collection[str]) -> np.ndarray:
+        """Indices of the ids the model knows, in order (unknown ids are skipped)."""
+        get_item = self._item_index.get
+        return np.fromiter((i for i in map(get_item, ids) if i is not None), np.int64) if ids else _NO_ITEMS
+
+    def _excluded(self, q: Query, uidx: int, live: np.ndarray) -> np.ndarray:
+        """Items ``q`` must not get: the user's training items and ``live`` ones (with ``exclude_seen``),
+        and its explicit exclusions."""
+        parts = []
+        if q.exclude_seen:
+            if uidx >= 0:
+                parts.append(self._seen_items[self._seen_offsets[uidx]: self._seen_offsets[uidx + 1]])
+            parts.append(live)
+        if q.exclude:
+            parts.append(self._known_items(q.exclude))
+        return np.concatenate(parts) if parts else _NO_ITEMS
 
     def _popular(self, queries: Sequence[Query]) -> list[Ranked]:
         """The most popular items each query may see. Built for the moment it is used -- a service past its
         capacity -- so per query it costs a few array gathers: the excluded items' positions in the
         popularity order mark the ones to skip in the head of that order (no set operations)."""
-        get_user, get_item = self._user_index.get, self._item_index.get
-        offsets, seen, rank = self._seen_offsets, self._seen_items, self._popular_rank
+        get_user, rank = self._user_index.get, self._popular_rank
         out = []
         for q in queries:
             uidx = get_user(q.user, -1) if q.user is not None else -1
-            parts = []
-            if q.exclude_seen:
-                if uidx >= 0:
-                    parts.append(seen[offsets[uidx]: offsets[uidx + 1]])
-                if q.history:
-                    parts.append(np.fromiter((i for i in map(get_item, q.history) if i is not None), np.int64))
-            if q.exclude:
-                parts.append(np.fromiter((i for i in map(get_item, q.exclude) if i is not None), np.int64))
-            banned = np.concatenate(parts) if parts else seen[:0]
+            banned = self._excluded(q, uidx, self._known_items(q.history) if q.exclude_seen else _NO_ITEMS)
             width = min(q.k + len(banned), self.n_items)
             keep = np.ones(width, dtype=bool)
             ranks = rank[banned]
@@ -275,6 +270,7 @@ class NetServingModel:
         return Ranked([names[i] for i in idx.tolist()], scores.astype(np.float32, copy=False), bool(user_known))
 
 
+_NO_ITEMS = np.zeros(0, dtype=np.int64)
 SCORE_CHUNK = 1 << 15  # items scored at once: a [B, chunk] block stays in cache, and top-k runs on it there
 
 

@@ -93,9 +93,10 @@ def serving_model_from_pipeline(
     if length is None:  # a net that reads the whole history: the longest training history
         length = int(rec.histories.lengths().max(initial=1))
     n = pipeline.config.n_candidates
+    ranker = PipelineRanker(pipeline)
     return serving_model_from_recommender(
         rec, version, history_len=max(int(length), 1), pool_size=pool_size,
-        ranker=PipelineRanker(pipeline), cheap_ranker=PipelineRanker(pipeline, cheap_net),
+        ranker=ranker, cheap_ranker=ranker if cheap_net is None else PipelineRanker(pipeline, cheap_net),
         full_candidates=n,
         pool_candidates=fewer_candidates if fewer_candidates is not None else max(1, n // 4),
         cheap_candidates=cheap_candidates if cheap_candidates is not None else max(1, n // 10),
