@@ -43,9 +43,15 @@ def test_hdr_percentiles_match_the_exact_ones() -> None:
 def test_the_generator_checks_itself_against_a_null_server() -> None:
     spec = LoadSpec("http://127.0.0.1:1", 300.0, 1.0, requests=requests_for("/v1/recommend", range(1, 5), 10, None))
     check = calibrate(spec, [None], seconds=1.0)
-    assert check.sent > 200 and check.ok == check.sent and not generator_limited(check)
+    # behaviour only: every request sent got its answer, and the lag was measured. Whether this machine keeps
+    # up with 300 req/s right now is a speed figure (a loaded CI box may not): benchmarks/ report it
+    assert check.sent > 0 and check.ok == check.sent and check.send_lag_p99_ms >= 0.0
+    clean = check.__class__(**{**check.to_dict(), "send_lag_p99_ms": 0.2, "ok": check.sent})
+    assert not generator_limited(clean)
     lagging = check.__class__(**{**check.to_dict(), "send_lag_p99_ms": 5.0})
     assert generator_limited(lagging)
+    lossy = check.__class__(**{**check.to_dict(), "send_lag_p99_ms": 0.2, "ok": int(check.sent * 0.9)})
+    assert generator_limited(lossy)
 
 
 def test_cli_runs_a_load_writes_json_and_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -259,8 +259,12 @@ def create_app(service: RecommendService, *, fast_path: bool = True) -> ASGIApp:
     async def readyz() -> Response:
         if not service.ready:
             return JSONResponse({"detail": "not ready"}, status_code=503)
-        return JSONResponse({"status": "ready", "model_version": service.model.version,
-                             "tier": service.slo.tier.label})
+        body: dict[str, Any] = {"status": "ready", "model_version": service.model.version,
+                                "tier": service.slo.tier.label}
+        warning = service.budget_warning()
+        if warning is not None:  # still ready (idle requests are served, late): say why answers will be slow
+            body["warning"] = warning
+        return JSONResponse(body)
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
     async def metrics() -> Response:

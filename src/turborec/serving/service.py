@@ -104,6 +104,7 @@ class RecommendService:
         self.metrics.set_model(model.version)
         self.metrics.tier.set(int(self.slo.tier))
         self._served = {tier: self.metrics.tier_served.labels(tier=tier.label) for tier in Tier}
+        self.tier_cost_s: dict[Tier, float] = {}  # one request's time per tier, measured by warm_up
 
     @property
     def model(self) -> ServingModel:
@@ -124,6 +125,32 @@ class RecommendService:
                 model.recommend_batch(queries, model.tiers[0])
                 if r == rounds - 1:
                     self.admission.service_time.observe(size, time.perf_counter() - t0)
+        one = [Query(None, (), k=10, exclude_seen=False)]
+        for tier in model.tiers:
+            runs = []
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                model.recommend_batch(one, tier)
+                runs.append(time.perf_counter() - t0)
+            self.tier_cost_s[tier] = sorted(runs)[len(runs) // 2]
+        warning = self.budget_warning()
+        if warning is not None:
+            log.warning("%s", warning)
+
+    def budget_warning(self) -> str | None:
+        """A line for operators when even the cheapest tier measured slower than the budget (else None).
+
+        The service still answers every request that finds it idle (late rather than never); this
+        says why those answers will miss the SLO.
+        """
+        if not self.tier_cost_s:
+            return None
+        tier, cost = min(self.tier_cost_s.items(), key=lambda kv: kv[1])
+        budget = self.settings.slo_p99_s
+        if cost <= budget:
+            return None
+        return (f"even the cheapest tier ({tier.label}) took {cost * 1000:.1f} ms for one request at warm-up, "
+                f"over the {budget * 1000:.1f} ms p99 budget: requests will be answered late")
 
     async def start(self) -> None:
         if self._control is None:
@@ -176,14 +203,25 @@ class RecommendService:
         request = _Request(user, tuple(recent), k, frozenset(exclude), exclude_seen)
         policy = self.admission.policy
         if self.slo.tier is Tier.POPULAR:  # no model call: answer on the spot, nothing to queue
-            if self.loop_lag_s > policy.shed_at * policy.budget_s:
-                self._shed(t0, self.loop_lag_s)  # even reading requests is behind: only refusing is cheaper
+            # even reading requests is behind: only refusing is cheaper -- but only while requests pile up
+            # unread (Little's law: rate x lag of them wait); a slow loop on a busy machine at a trickle
+            # of traffic has no backlog to protect, and refusing there would refuse everything
+            lag = self.loop_lag_s
+            if lag > policy.shed_at * policy.budget_s and self.slo.request_rate(t0) * lag >= 1.0:
+                self._shed(t0, lag)
             return t0, self._run_batch([request], Tier.POPULAR)[0]
+        driver = self.driver
+        if driver.queue_depth == 0 and not driver.running():
+            # idle: nothing is ahead of this request, so refusing it saves no one any time. Serve it
+            # (late if the model is slower than the budget: the SLO controller then steps down to a tier
+            # that fits), and its batch keeps the service-time estimate learning -- an estimate learned
+            # only from admitted batches would otherwise never come down once it passed the budget
+            return t0, driver.submit_nowait(request)
         busy = self._busy_for(t0) + self.loop_lag_s
-        decision = self.admission.admit(self.driver.queue_depth, busy, self.driver.batcher.wait_window())
+        decision = self.admission.admit(driver.queue_depth, busy, driver.batcher.wait_window())
         if not decision.admitted:
             self._shed(t0, decision.expected_s)
-        return t0, self.driver.submit_nowait(request)
+        return t0, driver.submit_nowait(request)
 
     def complete(self, t0: float, answer: Answer) -> None:
         """Account for an answered request (latency metrics and the SLO controller's window)."""
