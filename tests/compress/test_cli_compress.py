@@ -62,7 +62,7 @@ def test_compressed_artifact_loads_and_serves(saved: Path, tmp_path: Path, capsy
 
 def test_report_writes_a_table_and_a_plot(saved: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "report"
-    assert main(["compress", str(saved), "--report", "--no-rss", "--batch", "32", "--out", str(out)]) == 0
+    assert main(["compress", str(saved), "--report", "--no-rss", "--batch-size", "32", "--out", str(out)]) == 0
     table = (out / "compression.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
     assert [r.split("|")[1].strip() for r in rows] == ["model", "fp16", "int8", "int4", "int8+mlp8", "int4+mlp8+prune0.5"]

@@ -25,7 +25,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from turborec.cli.common import add_data_arguments, key_value, positive_int
+from turborec.cli.common import add_data_arguments, add_deprecated_alias, key_value, positive_int
 
 QUANT_KINDS = ("fp16", "bf16", "int8", "int4")
 CTR_FORMATS = ("criteo", "avazu")
@@ -49,9 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how a ranker's --data is read (labelled rows; default criteo)")
     p.add_argument("--protocol", default="recbole", help="split protocol of --data for retrieval (default recbole)")
     p.add_argument("--seed", type=int, default=2020, help="split seed (default 2020, as turborec train)")
-    p.add_argument("--batch", type=positive_int, default=256, help="users (rankers: rows x 16) per timed batch")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="users (rankers: rows x 16) per timed batch")
+    add_deprecated_alias(p, "--batch", "--batch-size", "batch_size", type=positive_int)
     p.add_argument("--no-rss", action="store_true", help="skip the fresh-process resident-memory measurement")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -225,7 +225,7 @@ def _retrieval_reports(args: argparse.Namespace, base: Any, out: Path) -> list[A
     from turborec.compress.report import measure_variants
 
     split = _split(args) if args.data else None
-    users = np.arange(min(args.batch, len(base.users)))
+    users = np.arange(min(args.batch_size, len(base.users)))
 
     def evaluate(est: Any) -> float:
         assert split is not None
@@ -251,7 +251,7 @@ def _ranker_reports(args: argparse.Namespace, base: Any, out: Path) -> list[Any]
     rows = _ctr_rows(args, base) if args.data else None
     if rows is None:
         raise ConfigError("--report of a ranker needs --data: labelled rows (--ctr-format criteo or avazu) to score")
-    timed = rows.take(np.arange(min(len(rows), args.batch * 16)))
+    timed = rows.take(np.arange(min(len(rows), args.batch_size * 16)))
     paths: list[tuple[str, str | Path, str]] = [("model", args.model, "")]
     for name, spec in _standard(base.model):
         small = compress_ranker(base.model, quantize=spec.quantize, quantize_mlp=spec.quantize_mlp, prune=spec.prune)

@@ -21,7 +21,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=DEFAULT_MODELS, help=f"comma-separated (default {DEFAULT_MODELS})")
     p.add_argument("--out", default="runs/quickstart", metavar="DIR", help="where the models are saved")
     p.add_argument("--seed", type=int, default=2020)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
         "--max-seconds", type=float, default=25.0, metavar="S",
         help="training time cap per model, so the tour stays near a minute (default 25; 0 = train to early "

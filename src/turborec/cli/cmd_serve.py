@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from turborec.cli.common import positive_int
+from turborec.cli.common import add_deprecated_alias, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,7 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default 8000)")
     p.add_argument("--slo-p99-ms", type=float, default=None, help="p99 latency budget the service holds (default 10)")
-    p.add_argument("--max-batch", type=positive_int, default=None, help="micro-batch size cap (default 64)")
+    p.add_argument("--batch-size", dest="max_batch", type=positive_int, default=None,
+                   help="largest micro-batch the service runs (default 64)")
+    add_deprecated_alias(p, "--max-batch", "--batch-size", "max_batch", type=positive_int)
     p.add_argument("--max-wait-ms", type=float, default=None, help="longest a request waits for a batch (default 1)")
     p.add_argument("--http", choices=("lean", "asgi", "fastapi"), default=None,
                    help="HTTP front end: lean (default, fastest), asgi (uvicorn), fastapi (plain routes)")
@@ -59,14 +61,16 @@ def run(args: argparse.Namespace) -> int:
     }
     settings = ServeSettings.from_env(environ, **overrides)
     if args.ray:
+        from turborec.cli.common import info
         from turborec.distributed.ray_serve import RayServeOptions, run_ray_server
 
         options = RayServeOptions(replicas=args.replicas, autoscale=args.autoscale)
-        print(f"deploying {args.artifact} on Ray Serve ({args.replicas} replica(s)) at http://{settings.host}:{settings.port}")
+        info(args, f"deploying {args.artifact} on Ray Serve ({args.replicas} replica(s)) at http://{settings.host}:{settings.port}")
         run_ray_server(settings, options)
         return 0
+    from turborec.cli.common import info
     from turborec.serving.server import run_server
 
-    print(f"serving {args.artifact} on http://{settings.host}:{settings.port} (SLO p99 {settings.slo_p99_ms} ms)")
+    info(args, f"serving {args.artifact} on http://{settings.host}:{settings.port} (SLO p99 {settings.slo_p99_ms} ms)")
     run_server(settings)
     return 0

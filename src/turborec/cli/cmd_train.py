@@ -30,7 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=2020, help="split and training seed (default 2020)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("-k", "--k", type=positive_int, default=10, help="cutoff for reported metrics (default 10)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     from turborec.cli import cmd_distributed
 
     cmd_distributed.add_train_arguments(p)

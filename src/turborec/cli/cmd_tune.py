@@ -51,7 +51,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--confirm", type=int, default=5, metavar="N",
                    help="best feasible points tried over HTTP, best first, until one holds (default 5)")
     p.add_argument("--requests", type=positive_int, default=2000, help="size of the recorded request mix")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 FORMATS = ("movielens", "csv", "parquet", "diginetica", "synthetic", "criteo", "avazu", "libfm")
@@ -17,6 +19,37 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+class _DeprecatedFlag(argparse.Action):
+    """An old option name kept working: stores into the new option's dest and warns once per use."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, new: str, **kwargs: Any) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"turborec: warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_deprecated_alias(p: argparse.ArgumentParser, old: str, new: str, dest: str, **kwargs: Any) -> None:
+    """Accept ``old`` as a hidden alias of ``new`` (same dest and type) with a deprecation warning."""
+    p.add_argument(old, dest=dest, action=_DeprecatedFlag, new=new, default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS, **kwargs)
+
+
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    """``-q/--quiet``: no progress bars or progress lines, no informational messages; results and warnings stay."""
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bars or informational messages (results and warnings still print)")
+
+
+def info(args: argparse.Namespace, text: str) -> None:
+    """An informational line on stderr, unless --quiet."""
+    if not getattr(args, "quiet", False):
+        print(text, file=sys.stderr, flush=True)
 
 
 def key_value(text: str) -> tuple[str, str]:

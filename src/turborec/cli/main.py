@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     from turborec import __version__
+    from turborec.cli.common import add_quiet
 
     parser.add_argument("--version", action="version", version=f"turborec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         mod = importlib.import_module(f"turborec.cli.{module}")
         p = sub.add_parser(name, help=help_text, description=mod.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
+        add_quiet(p)  # every command takes --quiet, with one meaning
         p.set_defaults(_module=mod)
     return parser
 

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from turborec._util.artifact import load_artifact, save_artifact
+from turborec._util.progress import bar as progress_bar
+from turborec._util.progress import log_line
 from turborec.data.ctr import CTRData, CTREncoder, RawCTR
 from turborec.errors import ArtifactError, ConfigError, DataError, TurborecError
 from turborec.metrics.ctr import ctr_metrics
@@ -173,7 +174,8 @@ class CTRTrainer:
         stop = False
         for epoch in range(cfg.epochs):
             model.train()
-            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}", disable=not cfg.progress, leave=False)
+            bar = progress_bar(cfg.progress, total=steps_per_epoch, desc=f"epoch {epoch + 1}", leave=False)
+            epoch_start = time.perf_counter()
             running = 0.0
             for dense, sparse, label in _batches(train, rng.permutation(len(train)), cfg.batch_size, cfg.device):
                 logits = model(dense, sparse)
@@ -201,6 +203,9 @@ class CTRTrainer:
                             stop = True
                             break
             bar.close()
+            last_auc = f" valid_auc {history[-1]['valid_auc']:.4f}" if history and "valid_auc" in history[-1] else ""
+            log_line(cfg.progress, f"epoch {epoch + 1}/{cfg.epochs} loss {running:.4f}{last_auc} "
+                                   f"({time.perf_counter() - epoch_start:.1f}s)")
             if valid is not None and not history and epoch == cfg.epochs - 1:  # eval_every > all steps
                 valid_auc = evaluate_ranker(model, valid, batch_size=cfg.eval_batch_size)["auc"]
                 history.append({"step": step, "epoch": epoch + 1, "train_loss": running, "valid_auc": valid_auc})

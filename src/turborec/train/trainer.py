@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from turborec._util.progress import bar as progress_bar
+from turborec._util.progress import describe, log_line
 from turborec.errors import ConfigError
 
 
@@ -80,7 +81,9 @@ def fit_loop(
 ) -> TrainHistory:
     """Train ``net`` with ``loss_fn`` over ``batches(epoch)``; stop early on ``evaluate()`` (higher is better).
 
-    The best state (by validation score) is restored at the end.
+    The best state (by validation score) is restored at the end. ``config.max_seconds`` is checked
+    after every batch, so a time cap holds even when one epoch takes longer than the cap. Progress is
+    a bar on a terminal and one line per epoch on stderr otherwise (``config.progress`` turns both off).
     """
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -89,11 +92,16 @@ def fit_loop(
     best_state: dict[str, torch.Tensor] | None = None
     stale = 0
     start = time.perf_counter()
-    bar = tqdm(range(config.epochs), desc=desc, disable=not config.progress, leave=False)
+    bar = progress_bar(config.progress, iterable=range(config.epochs), desc=desc, leave=False)
+    out_of_time = False
     for epoch in bar:
         net.train()
         total, count = 0.0, 0
+        epoch_start = time.perf_counter()
         for batch in batches(epoch):
+            if count and config.max_seconds is not None and time.perf_counter() - start > config.max_seconds:
+                out_of_time = True
+                break
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(batch)
             loss.backward()
@@ -114,9 +122,11 @@ def fit_loop(
             else:
                 stale += 1
         bar.set_postfix(postfix)
+        log_line(config.progress, f"{desc} epoch {epoch + 1}/{config.epochs} {describe(postfix)} "
+                                  f"({time.perf_counter() - epoch_start:.1f}s)")
         if stale >= config.patience:
             break
-        if config.max_seconds is not None and time.perf_counter() - start > config.max_seconds:
+        if out_of_time or (config.max_seconds is not None and time.perf_counter() - start > config.max_seconds):
             break
     if best_state is not None:
         net.load_state_dict(best_state)

@@ -19,8 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
+from turborec._util.progress import bar as progress_bar
 from turborec.backends import Runner
 from turborec.data.splits import Split
 from turborec.retrieval import Index
@@ -88,7 +87,7 @@ class Tuner:
         self.constraints = Constraints(opts.slo_p99_ms, floor, opts.memory_mb)
         self.log(f"reference model: NDCG@10 {self.reference_accuracy:.4f} on validation"
                  + (f"; accuracy floor {floor:.4f} ({opts.min_accuracy})" if floor is not None else ""))
-        self._bar = tqdm(total=self.space.size(), desc="tune", disable=not self.progress, leave=False, unit="point")
+        self._bar = progress_bar(self.progress, total=self.space.size(), desc="tune", leave=False, unit="point")
         try:
             knobs = base
             for b, w, e in self.space.batching:
@@ -117,6 +116,8 @@ class Tuner:
         if self._log is not None:
             self._log(line)
         elif self.progress:
+            from tqdm.auto import tqdm
+
             tqdm.write(line)
 
     # --------------------------------------------------------------- candidates
@@ -128,6 +129,8 @@ class Tuner:
         record.seconds = time.perf_counter() - start
         self.records.append(record)
         if self._bar is not None:
+            if self._bar.n >= self._bar.total:  # a fallback point (e.g. eager after ONNX refused) was added
+                self._bar.total = self._bar.n + 1
             self._bar.update(1)
         if record.status == MEASURED and record.stats is not None:
             point = record.point()
@@ -321,7 +324,11 @@ def _ms(value: float) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     first = (text[0] if text else "").split("  [Caused by")[0]
-    return f"{type(exc).__name__}: {first}"[:200]
+    line = f"{type(exc).__name__}: {first}"
+    if len(line) <= 200:
+        return line
+    cut = line[:200].rsplit(" ", 1)[0]  # at a word boundary, and say it was cut
+    return cut + " ..."
 
 
 __all__ = ["BUILD_COST_S", "Budget", "Tuner"]
