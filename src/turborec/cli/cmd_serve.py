@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", choices=("memory", "sqlite", "redis"), default=None, help="user-state store")
     p.add_argument("--store-path", default=None, help="SQLite file for --store sqlite")
     p.add_argument("--redis-url", default=None, help="redis://127.0.0.1:6379/0 for --store redis")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="serving processes on the one port (default 1; one per core to use). They share the "
+                        "user-state store (memory becomes a temporary SQLite file) and /metrics")
     p.add_argument("--no-adaptive-tiers", action="store_true", help="never degrade (always the full tier)")
     p.add_argument("--ray", action="store_true", help="deploy on Ray Serve (needs turborec[ray])")
     p.add_argument("--replicas", type=positive_int, default=1, help="Ray Serve replicas (with --ray)")
@@ -58,8 +61,13 @@ def run(args: argparse.Namespace) -> int:
         "store_path": args.store_path,
         "redis_url": args.redis_url,
         "adaptive_tiers": False if args.no_adaptive_tiers else None,
+        "workers": args.workers,
     }
     settings = ServeSettings.from_env(environ, **overrides)
+    if args.ray and settings.workers > 1:
+        from turborec.errors import ConfigError
+
+        raise ConfigError("--workers and --ray do not mix: Ray Serve scales with --replicas")
     if args.ray:
         from turborec.cli.common import info
         from turborec.distributed.ray_serve import RayServeOptions, run_ray_server
@@ -69,6 +77,16 @@ def run(args: argparse.Namespace) -> int:
         run_ray_server(settings, options)
         return 0
     from turborec.cli.common import info
+
+    if settings.workers > 1:
+        from turborec.serving.workers import run_workers
+
+        def ready(url: str) -> None:
+            info(args, f"serving {args.artifact} on {url} with {settings.workers} workers "
+                       f"(SLO p99 {settings.slo_p99_ms} ms each)")
+
+        run_workers(settings, on_ready=ready)
+        return 0
     from turborec.serving.server import run_server
 
     info(args, f"serving {args.artifact} on http://{settings.host}:{settings.port} (SLO p99 {settings.slo_p99_ms} ms)")

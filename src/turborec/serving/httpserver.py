@@ -190,6 +190,8 @@ class _Connection(asyncio.Protocol):
         self.last_active = time.monotonic()
         if self.closed or self.transport is None:
             return
+        if self.server.worker_header:
+            headers = [*headers, *self.server.worker_header]
         self.transport.write(render(status, body, headers, self.keep_alive, content_type))
         self.busy = False
         if not self.keep_alive:
@@ -247,8 +249,10 @@ class _Connection(asyncio.Protocol):
 class LeanHTTPServer:
     """Serve ``service`` (hot routes) and ``app`` (everything else) on ``host:port``."""
 
-    def __init__(self, service: RecommendService, app: ASGIApp) -> None:
+    def __init__(self, service: RecommendService, app: ASGIApp, worker: int | None = None) -> None:
         self.service = service
+        # under ``serve --workers``, every response names the worker that wrote it (x-turborec-worker)
+        self.worker_header: Headers = [(b"x-turborec-worker", str(worker).encode())] if worker is not None else []
         self.app = app
         self.routes = HotRoutes(service)
         self.max_body = service.settings.max_body_bytes
@@ -263,11 +267,12 @@ class LeanHTTPServer:
         assert sockets
         return int(sockets[0].getsockname()[1])
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, reuse_port: bool = False) -> None:
+        """Listen on ``host:port`` (``reuse_port``: share the port with other workers' sockets)."""
         await self.service.start()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Connection(self), host, port, backlog=4096,
-                                                reuse_address=True)
+                                                reuse_address=True, reuse_port=reuse_port or None)
         self._sweeper = loop.create_task(self._sweep())
 
     async def _sweep(self) -> None:

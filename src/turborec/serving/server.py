@@ -7,7 +7,8 @@ import contextlib
 import gc
 import signal
 import threading
-from collections.abc import Coroutine, Iterator
+import time
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,15 @@ from turborec.errors import ConfigError
 from turborec.serving.app import ASGIApp, create_app
 from turborec.serving.httpserver import LeanHTTPServer
 from turborec.serving.loading import load_serving_model
+from turborec.serving.metrics import ServiceMetrics
 from turborec.serving.model import ServingModel
 from turborec.serving.service import RecommendService
 from turborec.serving.settings import ServeSettings
 from turborec.serving.stores.open import open_store
 
 
-def build_service(settings: ServeSettings, model: ServingModel | None = None) -> RecommendService:
+def build_service(settings: ServeSettings, model: ServingModel | None = None,
+                  metrics: ServiceMetrics | None = None) -> RecommendService:
     """The service for ``settings``: the artifact's model (or ``model``), the configured store, a reloader."""
     import torch
 
@@ -38,7 +41,7 @@ def build_service(settings: ServeSettings, model: ServingModel | None = None) ->
     def loader(path: Path) -> ServingModel:
         return load_serving_model(path, settings.history_len)
 
-    service = RecommendService(model, open_store(settings), settings, loader=loader)
+    service = RecommendService(model, open_store(settings), settings, loader=loader, metrics=metrics)
     service.warm_up()
     return service
 
@@ -62,22 +65,27 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
 
 
 async def _serve_lean(service: RecommendService, settings: ServeSettings, stop: asyncio.Event,
-                      started: threading.Event | None = None, box: list[int] | None = None) -> None:
-    server = LeanHTTPServer(service, create_app(service, fast_path=False))
-    await server.start(settings.host, settings.port)
+                      started: Callable[[], object] | None = None, box: list[int] | None = None,
+                      worker: int | None = None) -> None:
+    server = LeanHTTPServer(service, create_app(service, fast_path=False), worker=worker)
+    await server.start(settings.host, settings.port, reuse_port=settings.workers > 1)
     if box is not None:
         box.append(server.port)
     if started is not None:
-        started.set()
+        started()
     try:
         await stop.wait()
     finally:
         await server.stop()
 
 
-def run_server(settings: ServeSettings, model: ServingModel | None = None) -> None:
-    """Serve until SIGINT/SIGTERM: then stop accepting, answer what is in flight, and return."""
-    service = build_service(settings, model)
+def run_server(settings: ServeSettings, model: ServingModel | None = None, *, worker: int | None = None,
+               metrics_dir: Path | None = None, on_ready: Callable[[], object] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM: then stop accepting, answer what is in flight, and return.
+
+    ``worker``/``metrics_dir``: this process is worker ``worker`` of ``turborec serve --workers``
+    (serving/workers.py); ``on_ready`` is called once the port accepts requests."""
+    service = build_service(settings, model, ServiceMetrics(metrics_dir))
     # everything loaded so far (torch, the model, FastAPI) lives for the whole process: keep it out of
     # the cyclic GC's scans, whose full passes would otherwise stall requests for milliseconds
     gc.collect()
@@ -89,14 +97,32 @@ def run_server(settings: ServeSettings, model: ServingModel | None = None) -> No
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(sig, stop.set)
-                await _serve_lean(service, settings, stop)
+                await _serve_lean(service, settings, stop, on_ready, worker=worker)
 
             _run(main())
         else:
             app = create_app(service, fast_path=settings.http == "asgi")
-            uvicorn.Server(uvicorn_config(app, settings)).run()
+            server = uvicorn.Server(uvicorn_config(app, settings))
+            if on_ready is not None:
+                _call_when_started(server, on_ready)
+            if settings.workers > 1:  # the port is shared with the other workers
+                from turborec.serving.workers import reuse_port_socket
+
+                server.run(sockets=[reuse_port_socket(settings.host, settings.port)])
+            else:
+                server.run()
     finally:
         service.store.close()
+
+
+def _call_when_started(server: uvicorn.Server, callback: Callable[[], object]) -> None:
+    def watch() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.02)
+        if server.started:
+            callback()
+
+    threading.Thread(target=watch, name="turborec-started", daemon=True).start()
 
 
 @dataclass
@@ -119,7 +145,7 @@ def background_server(service: RecommendService, *, http: str | None = None) -> 
         async def main() -> None:
             loop_box.append(asyncio.get_running_loop())
             stop_box.append(asyncio.Event())
-            await _serve_lean(service, settings, stop_box[0], started, box)
+            await _serve_lean(service, settings, stop_box[0], started.set, box)
 
         thread = threading.Thread(target=_run, args=(main(),), name="turborec-server", daemon=True)
 

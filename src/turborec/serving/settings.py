@@ -66,6 +66,8 @@ class ServeSettings:
     # admin: without a token the admin endpoints are disabled
     admin_token: str | None = None
     torch_threads: int = 1
+    # serving processes on the port (SO_REUSEPORT; serving/workers.py): one per core to use
+    workers: int = 1
     log_level: str = "warning"
 
     def __post_init__(self) -> None:
@@ -97,6 +99,7 @@ class ServeSettings:
         need(self.admin_token is None or len(self.admin_token) >= 8, "admin_token", "***",
              "must be at least 8 characters")
         need(self.torch_threads >= 1, "torch_threads", self.torch_threads, "must be >= 1")
+        need(1 <= self.workers <= 256, "workers", self.workers, "must be 1..256")
 
     @property
     def slo_p99_s(self) -> float:
