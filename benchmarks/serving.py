@@ -120,7 +120,7 @@ def build_indexed(plain: Path, spec: str) -> Path:
     if (dest / "manifest.json").is_file():
         return dest
     rec = load(plain)
-    net = rec._require().eval()
+    net = rec.fitted_net.eval()
     import torch
 
     with torch.no_grad():
@@ -162,13 +162,14 @@ def naive_app(artifact: Path) -> Any:
     from fastapi import FastAPI
     from pydantic import BaseModel, Field
 
-    from turborec.train import TwoStagePipeline, load
-    from turborec.train.pipeline import load_model
+    import turborec
+    from turborec.train import Recommender, TwoStagePipeline
 
-    model = load_model(artifact)
+    model = turborec.load(artifact)
     pipe = model if isinstance(model, TwoStagePipeline) else None
-    rec = pipe.retriever if pipe is not None else load(artifact)
-    net = rec._require().eval()
+    rec = pipe.retriever if pipe is not None else model
+    assert isinstance(rec, Recommender)
+    net = rec.fitted_net.eval()
     assert rec.users is not None and rec.items is not None and rec.histories is not None
     histories = rec.histories
     with torch.no_grad():

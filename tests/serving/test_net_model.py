@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from turborec.errors import ArtifactError, UnknownIdError
-from turborec.serving.loading import artifact_version, load_serving_model, serving_model_from_recommender
+from turborec.serving.loading import artifact_version, load_serving_model
 from turborec.serving.model import Query, ServingModel
-from turborec.serving.net_model import NetServingModel
+from turborec.serving.net_model import NetServingModel, serving_model_from_recommender
 from turborec.serving.tiers import Tier
 from turborec.train import TwoTowerRecommender
 

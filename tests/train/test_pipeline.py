@@ -9,8 +9,9 @@ import pytest
 
 from turborec.data import apply_protocol, synthetic
 from turborec.errors import ArtifactError, ConfigError
+from turborec.loading import load as load_model
 from turborec.train import TwoTowerRecommender, load
-from turborec.train.pipeline import TwoStagePipeline, load_model
+from turborec.train.pipeline import TwoStagePipeline
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ from turborec.errors import ArtifactError
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
+TUNED_MODEL_DIR = "model"  # where `turborec tune --out DIR` saves the chosen model (beside its report)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -111,7 +112,7 @@ def save_artifact(
     to JSON-serialisable objects; ``extra(tmpdir)`` may write any further files.
     An existing directory at ``path`` is replaced only once the new one is complete.
     """
-    from turborec import __version__
+    from turborec._version import __version__
 
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -205,9 +206,19 @@ class Artifact:
         return dict(load_torch(str(self.file(rel))))
 
 
-def load_artifact(path: str | os.PathLike[str], kinds: Iterable[str] | None = None) -> Artifact:
-    """Open and verify an artifact: format version, kind, and every file's sha256."""
+def artifact_root(path: str | os.PathLike[str]) -> Path:
+    """The artifact directory ``path`` names: itself, or the model inside a ``turborec tune --out`` folder
+    (which holds the report beside ``model/``), so every command takes the folder the user was given."""
     root = Path(path)
+    if not (root / MANIFEST).is_file() and (root / TUNED_MODEL_DIR / MANIFEST).is_file():
+        return root / TUNED_MODEL_DIR
+    return root
+
+
+def load_artifact(path: str | os.PathLike[str], kinds: Iterable[str] | None = None) -> Artifact:
+    """Open and verify an artifact (or a tune folder's model, :func:`artifact_root`): format version, kind,
+    and every file's sha256."""
+    root = artifact_root(path)
     if not root.is_dir():
         raise ArtifactError(f"{root}: no artifact directory here")
     mpath = root / MANIFEST

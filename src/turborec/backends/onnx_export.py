@@ -22,6 +22,7 @@ from torch import nn
 
 from turborec._util.optional import require
 from turborec.errors import ConfigError
+from turborec.models.compact_linear import with_float_linears
 
 OUTPUT_NAME = "output"
 DEFAULT_OPSET = 17
@@ -50,7 +51,7 @@ def export_onnx(module: nn.Module, example_inputs: Mapping[str, np.ndarray], ops
     was_training = module.training
     # the exporter restores the *wrapper's* train/eval mode afterwards, recursively: a fresh wrapper is
     # in training mode and would switch dropout in the caller's module back on
-    wrapper = _Positional(module, names).eval()
+    wrapper = _Positional(with_float_linears(module), names).eval()
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter warns about its own deprecation and about traced shapes
         try:

@@ -10,7 +10,7 @@ layers become dynamic int8 too (--mlp float keeps them). --prune removes that fr
 hidden layer's neurons. --distill trains a smaller student of the same kind (sizes as KEY=VALUE)
 from the model as teacher on the --data split, then applies the other options to the student.
 --finetune N fine-tunes after pruning, quantization-aware for int8/int4 tables. Everything is
-checked before any work. The result loads with turborec.compress.load (and recommend/evaluate).
+checked before any work. The result loads with turborec.load and works with every command (evaluate, recommend, serve, export).
 
 --report builds the standard variants (fp16, int8, int4, int8 + int8 MLP, int4 + int8 MLP +
 pruned MLP), adds any --compare artifacts, and writes compression.md / .json / .png to --out:

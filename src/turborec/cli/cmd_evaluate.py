@@ -13,7 +13,8 @@ from turborec.cli.common import add_data_arguments, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model_dir", metavar="DIR", help="artifact directory written by 'turborec train'")
+    p.add_argument("model_dir", metavar="DIR",
+                   help="artifact written by 'turborec train' / 'compress' / 'tune --out' (that folder itself)")
     add_data_arguments(p)
     p.add_argument("--protocol", default="recbole", help="split protocol used with --data (default recbole)")
     p.add_argument("--seed", type=int, default=2020, help="protocol seed (default 2020)")
@@ -27,15 +28,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from turborec._util.artifact import load_artifact
     from turborec.cli.common import load_interactions
     from turborec.cli.report import print_table
     from turborec.data import apply_protocol
     from turborec.errors import ConfigError
-    from turborec.train.pipeline import load_model
+    from turborec.loading import RANKER, RETRIEVAL_LIKE, artifact_kind, load
+    from turborec.train import LoadedRanker
 
-    kind = load_artifact(args.model_dir).kind
-    if kind == "ranker" or args.task == "ctr":
+    kind = artifact_kind(args.model_dir)
+    if kind == RANKER or args.task == "ctr":
         from turborec.cli.ctr import evaluate_ctr
 
         return evaluate_ctr(args)
@@ -44,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--train and --test go together")
     if args.train and args.data:
         raise ConfigError("give either --data (protocol split) or --train/--test, not both")
-    model = load_model(args.model_dir)
+    model = load(args.model_dir, accept=RETRIEVAL_LIKE, command="evaluate")
+    assert not isinstance(model, LoadedRanker)
     if args.train:
         train = load_interactions(args, args.train)
         test = load_interactions(args, args.test)

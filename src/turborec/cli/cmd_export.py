@@ -27,7 +27,8 @@ if TYPE_CHECKING:  # the CLI imports its heavy parts lazily
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model_dir", metavar="DIR", help="artifact directory of a two-tower model ('turborec train')")
+    p.add_argument("model_dir", metavar="DIR", help="a two-tower model: trained, compressed, a 'tune --out' folder, "
+                   "or a pipeline (its retriever)")
     p.add_argument("--edge", action="store_true", help="write an on-device re-ranking bundle (the only export so far)")
     p.add_argument("--out", required=True, metavar="BUNDLE", help="bundle directory to write (replaced atomically)")
     who = p.add_mutually_exclusive_group()
@@ -52,13 +53,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("choose what to export: --edge (an on-device re-ranking bundle)")
     if args.reranker == "dot" and args.data:
         raise ConfigError("--data is only used to train --reranker mlp")
-    from turborec.compress import load
-    from turborec.export import EdgeExportConfig, export_edge_bundle
+    from turborec.export import EdgeExportConfig, export_edge_bundle, two_tower_net
+    from turborec.loading import RETRIEVAL_LIKE, load
+    from turborec.train import TwoStagePipeline
     from turborec.train.recommender import Recommender
 
-    rec = load(args.model_dir)
-    if not isinstance(rec, Recommender):
-        raise ConfigError(f"{args.model_dir}: a ranker artifact; edge export needs a two-tower retrieval model")
+    model = load(args.model_dir, accept=RETRIEVAL_LIKE, command="export --edge")
+    rec = model.retriever if isinstance(model, TwoStagePipeline) else model  # the device re-ranks on its own
+    assert isinstance(rec, Recommender)
+    two_tower_net(rec)  # one line for any other net, before any work
     config = EdgeExportConfig(
         n_candidates=args.candidates, recent_len=args.recent, quantize=not args.fp32, max_bytes=args.max_bytes
     )

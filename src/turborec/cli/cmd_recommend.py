@@ -13,7 +13,8 @@ from turborec.cli.common import positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model_dir", metavar="DIR", help="artifact directory written by 'turborec train'")
+    p.add_argument("model_dir", metavar="DIR",
+                   help="artifact written by 'turborec train' / 'compress' / 'tune --out' (that folder itself)")
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="one external user id")
     who.add_argument("--users", metavar="FILE", help="file of user ids (one per line or first CSV column)")
@@ -47,9 +48,11 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import tempfile
 
-    from turborec.train.pipeline import load_model
+    from turborec.loading import RETRIEVAL_LIKE, load
+    from turborec.train import LoadedRanker
 
-    model = load_model(args.model_dir)
+    model = load(args.model_dir, accept=RETRIEVAL_LIKE, command="recommend")
+    assert not isinstance(model, LoadedRanker)
     filt = not args.include_seen
     if args.user is not None:
         ids, scores = model.recommend(args.user, N=args.k, filter_already_liked_items=filt)

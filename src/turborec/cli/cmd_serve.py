@@ -9,12 +9,16 @@ without it). Every option can also come from TURBOREC_SERVE_<OPTION> variables.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from turborec.cli.common import add_deprecated_alias, positive_int
 
+if TYPE_CHECKING:  # the CLI imports its heavy parts lazily
+    from turborec.serving.settings import ServeSettings
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("artifact", metavar="ARTIFACT", help="model directory written by 'turborec train' / 'tune'")
+    p.add_argument("artifact", metavar="ARTIFACT", help="artifact written by 'turborec train' / 'compress' / 'tune --out' (that folder itself)")
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default 8000)")
     p.add_argument("--slo-p99-ms", type=float, default=None, help="p99 latency budget the service holds (default 10)")
@@ -36,15 +40,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--autoscale", action="store_true", help="with --ray: autoscale on ongoing requests up to 4 replicas")
 
 
-def run(args: argparse.Namespace) -> int:
+def settings_from_args(args: argparse.Namespace) -> ServeSettings:
+    """The service's settings: the flags, over TURBOREC_SERVE_* variables, over what 'turborec tune' recorded.
+
+    Verifies the artifact and refuses a kind the service cannot serve before anything binds a port."""
     import os
     from pathlib import Path
 
     from turborec._util.artifact import load_artifact
-
-    art = load_artifact(args.artifact)  # verify before binding a port: a bad artifact is a one-line error
+    from turborec.loading import refusal
+    from turborec.serving.loading import servable_kinds
     from turborec.serving.settings import ENV_PREFIX, ServeSettings
 
+    art = load_artifact(args.artifact)  # a bad artifact is a one-line error
+    if art.kind not in servable_kinds():
+        raise refusal(args.artifact, art.kind, "serve", servable_kinds())
     # settings recorded by 'turborec tune' are defaults, below the environment and the flags
     tuned = art.config.get("serving") or {}
     keys = ("slo_p99_ms", "max_batch", "max_wait_ms", "executor", "shed_at")
@@ -68,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
         from turborec.errors import ConfigError
 
         raise ConfigError("--workers and --ray do not mix: Ray Serve scales with --replicas")
+    return settings
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
     if args.ray:
         from turborec.cli.common import info
         from turborec.distributed.ray_serve import RayServeOptions, run_ray_server

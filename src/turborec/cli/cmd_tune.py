@@ -151,12 +151,11 @@ def _reference_and_split(args: argparse.Namespace, budget: Any, memory_mb: float
     dims = config.get("dims", {})
     dim = int(config.get("net", {}).get("dim", 64))
     check_memory_cap(memory_mb, int(dims.get("n_users", 0)), int(dims.get("n_items", 0)), _all_dims(dim, students))
-    from turborec.compress import load as load_any
+    from turborec.loading import RETRIEVAL, load
     from turborec.train.recommender import Recommender
 
-    reference = load_any(model_dir)
-    if not isinstance(reference, Recommender):
-        raise ConfigError(f"{model_dir}: tune searches retrieval models; this artifact is a ranker")
+    reference = load(model_dir, accept=(RETRIEVAL,), command="tune")
+    assert isinstance(reference, Recommender)
     split = apply_protocol(args.protocol, load_interactions(args, path=data_path), seed=args.seed)
     if split.train.users != reference.users or split.train.items != reference.items:
         raise ConfigError(f"{model_dir}: the model was not trained on the {args.protocol} split of {data_path} "

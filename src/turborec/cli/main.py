@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from turborec import __version__
+    from turborec._version import __version__
     from turborec.cli.common import add_quiet
 
     parser.add_argument("--version", action="version", version=f"turborec {__version__}")

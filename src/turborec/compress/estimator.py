@@ -168,7 +168,7 @@ def compress_estimator(
     ``train`` / ``valid`` (the split ``est`` was fitted on) are needed for ``finetune_epochs``;
     fine-tuning runs the estimator's own training (``fit(..., warm_start=True)``) with early
     stopping on ``valid``. The result's ``transforms`` list what was done; ``save`` it as usual and
-    read it back with :func:`turborec.compress.load`.
+    read it back with :func:`turborec.load` (any command takes it).
     """
     spec = Compression(quantize, None if tables is None else tuple(tables), quantize_mlp, prune, finetune_epochs,
                        finetune_lr)  # fmt: skip
@@ -287,7 +287,9 @@ def artifact_kind(path: str | Path) -> str | None:
 
 
 def load(path: str | Path, device: str = "cpu") -> Recommender | LoadedRanker:
-    """Load any retrieval or ranker artifact, compressed or not (its transform records are replayed)."""
+    """A retrieval or ranker artifact, compressed or not (its transform records are replayed).
+
+    :func:`turborec.load` opens every kind (pipelines and tune folders too) and is what commands use."""
     if artifact_kind(path) == "ranker":
         from turborec.train.ctr import load_ranker
 

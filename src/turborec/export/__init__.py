@@ -8,7 +8,7 @@ from turborec.export.edge_export import (
     write_bundle,
 )
 from turborec.export.edge_modules import DotScorer, EdgeUserModel, MLPReranker
-from turborec.export.edge_session import EdgeModels, SessionFactory
+from turborec.export.edge_session import EdgeModels, SessionFactory, two_tower_net
 from turborec.export.reranker import RerankerConfig, fit_reranker
 from turborec.export.sessions import (
     Replay,
@@ -44,6 +44,7 @@ __all__ = [
     "replays",
     "static_filtered_ranker",
     "static_ranker",
+    "two_tower_net",
     "user_time_split",
     "write_bundle",
 ]

@@ -52,7 +52,7 @@ class _Int8Table:
 
 def two_tower_net(rec: Recommender) -> TwoTowerNet:
     """The fitted two-tower network of ``rec``, or a ConfigError saying edge export needs one."""
-    net = rec._require()
+    net = rec.fitted_net
     if not isinstance(net, TwoTowerNet):
         raise ConfigError(
             f"edge export needs a two-tower model (its user tower runs on the device); got '{rec.name}'"

@@ -14,6 +14,7 @@ available the layer keeps the int8 tensors and multiplies with dequantized weigh
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any
 
@@ -159,4 +160,24 @@ class Int8DynamicLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.has_bias}, {engine}"
 
 
-__all__ = ["QMAX", "Int8DynamicLinear", "quantize_weight"]
+def with_float_linears(module: nn.Module) -> nn.Module:
+    """``module`` with every :class:`Int8DynamicLinear` replaced by an ``nn.Linear`` of its dequantized weights,
+    sharing everything else (``module`` itself when it has none). For graph exporters (ONNX), which cannot
+    trace fbgemm's packed weights; they quantize the float graph again on their side."""
+    if isinstance(module, Int8DynamicLinear):
+        linear = nn.Linear(module.in_features, module.out_features, bias=module.has_bias)
+        _, _, bias = module.int8_state()
+        with torch.no_grad():
+            linear.weight.copy_(module.dequantized_weight())
+            if bias is not None:
+                linear.bias.copy_(bias)
+        return linear.train(module.training)
+    children = {name: with_float_linears(child) for name, child in module.named_children()}
+    if all(children[name] is child for name, child in module.named_children()):
+        return module
+    out = copy.copy(module)  # a shallow copy: parameters and buffers are shared, only the children differ
+    out._modules = dict(module._modules)
+    out._modules.update(children)
+    return out
+
+__all__ = ["QMAX", "Int8DynamicLinear", "quantize_weight", "with_float_linears"]

@@ -24,9 +24,8 @@ import torch
 from turborec.backends import Runner, make_runner
 from turborec.retrieval import Index, make_index
 from turborec.serving.knobs import SERVICE_EXACT, ServingKnobs
-from turborec.serving.loading import serving_model_from_recommender
 from turborec.serving.model import BatchOutput, Query, Ranked, ServingModel
-from turborec.serving.net_model import NetServingModel, UserTowerPart
+from turborec.serving.net_model import NetServingModel, UserTowerPart, serving_model_from_recommender
 from turborec.serving.tiers import Tier
 from turborec.train.recommender import Recommender
 
@@ -128,7 +127,7 @@ def user_tower_runner(rec: Recommender, backend: str, history_len: int) -> Runne
     """The user tower of ``rec`` as a ``backend`` runner (None for eager PyTorch: the net is called as is)."""
     if backend == "torch-eager":
         return None
-    net = rec._require()
+    net = rec.fitted_net
     example = {"users": np.array([0, -1], dtype=np.int64), "history": np.full((2, history_len), -1, dtype=np.int64)}
     example["history"][0, : min(3, history_len)] = np.arange(min(3, history_len))
     with _quiet_native_output():  # a failed ONNX export dumps the whole TorchScript graph from C++

@@ -1,35 +1,41 @@
-"""Artifacts -> ``ServingModel``: a registry keyed by artifact kind, and the adapter for trained estimators."""
+"""Artifacts -> ``ServingModel``: a registry keyed by artifact kind.
+
+The artifact is opened by :func:`turborec.loading.load` (compressed models' transforms replayed, a
+tune folder's model found), so the service takes every kind the rest of the package writes; a kind it
+cannot serve is refused in one line naming the kinds it takes.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from turborec._util.artifact import WEIGHTS, Artifact, load_artifact
-from turborec.compress import load as load_compressed
-from turborec.errors import ArtifactError
+from turborec.loading import PIPELINE, RETRIEVAL, refusal
+from turborec.loading import load as load_any
 from turborec.retrieval import load_index
-from turborec.serving.knobs import INDEX_DIR, SERVICE_EXACT, serving_section
+from turborec.serving.accelerated import build_serving_model
+from turborec.serving.knobs import INDEX_DIR, serving_section
 from turborec.serving.model import ServingModel
-from turborec.serving.net_model import NetServingModel
+from turborec.serving.pipeline_model import serving_model_from_pipeline
 from turborec.train import Recommender, TwoStagePipeline
-from turborec.train import load as load_recommender
 
 ArtifactLoader = Callable[[Artifact, int], ServingModel]
 _LOADERS: dict[str, ArtifactLoader] = {}
 
 
 def register_artifact_loader(kind: str) -> Callable[[ArtifactLoader], ArtifactLoader]:
-    """Teach the service to serve artifacts of ``kind`` (e.g. compressed or exported models)."""
+    """Teach the service to serve artifacts of ``kind``."""
 
     def deco(fn: ArtifactLoader) -> ArtifactLoader:
         _LOADERS[kind] = fn
         return fn
 
     return deco
+
+
+def servable_kinds() -> list[str]:
+    return sorted(_LOADERS)
 
 
 def artifact_version(art: Artifact) -> str:
@@ -40,7 +46,7 @@ def artifact_version(art: Artifact) -> str:
 
 
 def load_serving_model(path: str | Path, history_len: int = 50) -> ServingModel:
-    """Verify the artifact at ``path`` and build the serving model its kind registers."""
+    """Verify the artifact at ``path`` (or a tune folder's model) and build the serving model its kind registers."""
     return serving_model_from_artifact(load_artifact(path), history_len)
 
 
@@ -48,48 +54,33 @@ def serving_model_from_artifact(art: Artifact, history_len: int = 50) -> Serving
     """The serving model an already verified artifact's kind registers."""
     loader = _LOADERS.get(art.kind)
     if loader is None:
-        raise ArtifactError(
-            f"{art.path}: cannot serve artifacts of kind {art.kind!r} (servable: {', '.join(sorted(_LOADERS))})"
-        )
+        raise refusal(art.path, art.kind, "serve", servable_kinds())
     return loader(art, history_len)
 
 
-def serving_model_from_recommender(
-    rec: Recommender, version: str, history_len: int = 50, **options: Any
-) -> NetServingModel:
-    """Adapt a fitted estimator: its net, vocabularies, training histories (seen items and user-tower input).
-
-    ``options`` go to :class:`NetServingModel` (``pool_size``, a ``ranker``...).
-    """
-    net = rec._require()
-    assert rec.users is not None and rec.items is not None and rec.histories is not None
-    hist = rec.histories
-    own_len = rec.history_len
-    length = own_len if (own_len is not None and net.uses_history) else history_len
-    popularity = np.bincount(hist.items, minlength=len(rec.items)).astype(np.float64)
-    return NetServingModel(
-        net.cpu(), rec.users, rec.items, version=version, seen=(hist.offsets, hist.items),
-        popularity=popularity, history_len=max(int(length), 1), **options,
-    )
-
-
-@register_artifact_loader("retrieval")
+@register_artifact_loader(RETRIEVAL)
 def _retrieval(art: Artifact, history_len: int) -> ServingModel:
-    rec: Any = load_recommender(art.path) if not art.config.get("transforms") else load_compressed(art.path)
-    knobs = serving_section(art.config)
-    if knobs.backend == "torch-eager" and knobs.index == SERVICE_EXACT:
-        return serving_model_from_recommender(rec, artifact_version(art), history_len)
-    # a tuned artifact: serve the backend and index ``turborec tune`` measured (accelerated imports this module)
-    from turborec.serving.accelerated import build_serving_model
-
+    """A retrieval model, plain or compressed; a tuned one with the backend and index ``turborec tune`` chose."""
+    rec = load_any(art.path, accept=(RETRIEVAL,), command="serve")
+    assert isinstance(rec, Recommender)
     index_dir = art.path / INDEX_DIR
     index = load_index(index_dir) if (index_dir / "manifest.json").is_file() else None
-    return build_serving_model(rec, knobs, artifact_version(art), index=index, history_len=history_len)
+    return build_serving_model(rec, serving_section(art.config), artifact_version(art), index=index,
+                               history_len=history_len)
 
 
-@register_artifact_loader("pipeline")
+@register_artifact_loader(PIPELINE)
 def _pipeline(art: Artifact, history_len: int) -> ServingModel:
-    """A two-stage pipeline (``TwoStagePipeline.save``); its history window is the retriever's, not ``history_len``."""
-    from turborec.serving.pipeline_model import serving_model_from_pipeline  # it builds on this module
+    """A two-stage pipeline; its history window is the retriever's, not ``history_len``."""
+    pipe = load_any(art.path, accept=(PIPELINE,), command="serve")
+    assert isinstance(pipe, TwoStagePipeline)
+    return serving_model_from_pipeline(pipe, artifact_version(art))
 
-    return serving_model_from_pipeline(TwoStagePipeline.load(art.path), artifact_version(art))
+
+__all__ = [
+    "artifact_version",
+    "load_serving_model",
+    "register_artifact_loader",
+    "servable_kinds",
+    "serving_model_from_artifact",
+]

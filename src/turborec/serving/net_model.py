@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from turborec.errors import ConfigError, UnknownIdError
 from turborec.models.base import RetrievalNet
 from turborec.serving.model import BatchOutput, Query, Ranked
 from turborec.serving.tiers import Tier
+from turborec.train.recommender import Recommender, ServableView
 
 
 class CandidateRanker(Protocol):
@@ -302,3 +303,20 @@ def _top_scores(
     merged_scores, where = torch.topk(torch.cat(best_scores, dim=1), n, dim=1)
     return merged_scores, torch.gather(torch.cat(best_items, dim=1), 1, where)
 
+
+def serving_model_from_view(view: ServableView, version: str, history_len: int = 50, **options: Any) -> NetServingModel:
+    """The serving model of a fitted model's :class:`~turborec.train.ServableView` (vocabularies, training
+    histories as seen items and user-tower input, popularity). ``options`` go to :class:`NetServingModel`
+    (``pool_size``, a ``ranker``...); ``history_len`` is the window for nets that read the whole history."""
+    own = view.history_len
+    length = own if (own is not None and view.net.uses_history) else history_len
+    return NetServingModel(
+        view.net.cpu(), view.users, view.items, version=version, seen=(view.seen_offsets, view.seen_items),
+        popularity=view.popularity, history_len=max(int(length), 1), **options,
+    )
+
+
+def serving_model_from_recommender(rec: Recommender, version: str, history_len: int = 50,
+                                   **options: Any) -> NetServingModel:
+    """:func:`serving_model_from_view` of a fitted estimator."""
+    return serving_model_from_view(rec.servable(), version, history_len, **options)

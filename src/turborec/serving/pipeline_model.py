@@ -24,8 +24,7 @@ import numpy as np
 import torch
 
 from turborec.backends.tracing import traced_for_inference
-from turborec.serving.loading import serving_model_from_recommender
-from turborec.serving.net_model import NetServingModel
+from turborec.serving.net_model import NetServingModel, serving_model_from_recommender
 from turborec.train.pipeline import TwoStagePipeline
 
 
@@ -71,7 +70,7 @@ def _ranker_examples(pipeline: TwoStagePipeline) -> list[tuple[torch.Tensor, tor
         hist[-1] = -1
         cands = np.stack([rng.permutation(n_items)[:n_cand] for _ in range(size)]).astype(np.int64)
         scores = np.sort(rng.standard_normal((size, n_cand)).astype(np.float32), axis=1)[:, ::-1].copy()
-        dense, sparse = pipeline._feature_arrays(users, hist, cands, scores)
+        dense, sparse = pipeline.feature_arrays(users, hist, cands, scores)
         out.append((torch.from_numpy(dense), torch.from_numpy(sparse)))
     return out
 

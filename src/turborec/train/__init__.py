@@ -13,8 +13,15 @@ from turborec.train.ctr import (
 )
 from turborec.train.estimators import BPRRecommender, EASERecommender, PopularityRecommender, TwoTowerRecommender
 from turborec.train.history import Histories
-from turborec.train.pipeline import PipelineConfig, TwoStagePipeline, load_model
-from turborec.train.recommender import Recommender, estimator_class, known_estimators, load, register_estimator
+from turborec.train.pipeline import PipelineConfig, TwoStagePipeline
+from turborec.train.recommender import (
+    Recommender,
+    ServableView,
+    estimator_class,
+    known_estimators,
+    load,
+    register_estimator,
+)
 from turborec.train.trainer import TrainConfig, TrainHistory, fit_loop, seed_everything
 
 __all__ = [
@@ -28,6 +35,7 @@ __all__ = [
     "PipelineConfig",
     "PopularityRecommender",
     "Recommender",
+    "ServableView",
     "TrainConfig",
     "TrainHistory",
     "TwoStagePipeline",
@@ -38,7 +46,6 @@ __all__ = [
     "fit_ranker",
     "known_estimators",
     "load",
-    "load_model",
     "load_ranker",
     "predict_ranker",
     "register_estimator",

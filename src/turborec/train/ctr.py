@@ -287,7 +287,7 @@ class LoadedRanker:
 def load_ranker(path: str | os.PathLike[str], hooks: LoadHooks | None = None) -> LoadedRanker:
     """Rebuild the ranker (in eval mode) and its encoder from an artifact written by :func:`save_ranker`.
 
-    A compressed ranker's transforms are replayed by ``hooks`` (use turborec.compress.load).
+    A compressed ranker's transforms are replayed by ``hooks`` (use turborec.load).
     """
     art = load_artifact(path, kinds=[RANKER_KIND])
     cfg = art.config
@@ -295,7 +295,7 @@ def load_ranker(path: str | os.PathLike[str], hooks: LoadHooks | None = None) ->
     if records and hooks is None:
         raise ArtifactError(
             f"{art.path}: this model was compressed ({', '.join(str(r.get('transform')) for r in records)}); "
-            "load it with turborec.compress.load"
+            "load it with turborec.load"
         )
     try:
         model = build_ranker(

@@ -27,7 +27,7 @@ from turborec.models.embeddings import EmbeddingPlan
 from turborec.models.rankers import RankerNet, build_ranker
 from turborec.train.ctr import CTRTrainConfig, fit_ranker
 from turborec.train.history import pad_lists
-from turborec.train.recommender import Recommender, load
+from turborec.train.recommender import LoadHooks, Recommender, load
 
 DENSE_FEATURES = (
     "retrieval_score",
@@ -189,7 +189,7 @@ class TwoStagePipeline:
     def features(self, users: np.ndarray, history: np.ndarray, cands: np.ndarray, cand_scores: np.ndarray) -> CTRData:
         """Rows for every (user, candidate): dense signals + sparse ids. ``history`` [B, L] -1 padded."""
         assert self.item_pop is not None
-        dense, sparse = self._feature_arrays(users, history, cands, cand_scores)
+        dense, sparse = self.feature_arrays(users, history, cands, cand_scores)
         return CTRData(
             dense=dense,
             sparse=sparse,
@@ -199,11 +199,11 @@ class TwoStagePipeline:
             sparse_names=("item", "item_pop_bucket", "history_len_bucket"),
         )
 
-    def _feature_arrays(
+    def feature_arrays(
         self, users: np.ndarray, history: np.ndarray, cands: np.ndarray, cand_scores: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`features` as bare arrays (dense float32 [B*C, 8], sparse int64 [B*C, 3]), unvalidated: the
-        serving path builds them per batch, and ids it made itself need no range check."""
+        ranker's input as a service builds it per batch (ids it made itself need no range check)."""
         assert self.item_pop is not None
         b, c = cands.shape
         item_vecs = self._item_unit()
@@ -350,7 +350,7 @@ class TwoStagePipeline:
             raise ConfigError("pipeline is not fitted")
         if self.item_pop is None:
             raise ConfigError("pipeline is not fitted")
-        dense, sparse = self._feature_arrays(users, history, cands, cand_scores)
+        dense, sparse = self.feature_arrays(users, history, cands, cand_scores)
         logits = net(torch.from_numpy(dense), torch.from_numpy(sparse)).float().numpy()
         logits = logits.reshape(cands.shape)
         return _blend(cand_scores, logits, self.ranker_weight)
@@ -385,10 +385,16 @@ class TwoStagePipeline:
                  n_candidates: int | None = None) -> dict[str, float]:
         """Full-ranking metrics: items outside the top-N candidates rank below every candidate."""
         r = self.retriever
-        assert r.histories is not None
+        assert r.histories is not None and r.users is not None and r.items is not None
+
+        def ours(part: Interactions) -> Interactions:  # files read on their own have their own vocabularies
+            same = part.users == r.users and part.items == r.items
+            return part if same else part.with_vocabularies(r.users, r.items)  # type: ignore[arg-type]
+
+        test = ours(test)
         mask = r.histories.to_csr()
         for part in exclude:
-            mask = mask + part.to_csr()
+            mask = mask + ours(part).to_csr()
         mask = mask.tocsr()
         n_items = mask.shape[1]
 
@@ -433,11 +439,12 @@ class TwoStagePipeline:
                              metrics=self.metrics)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> TwoStagePipeline:
+    def load(cls, path: str | Path, device: str = "cpu", hooks: LoadHooks | None = None) -> TwoStagePipeline:
+        """Rebuild a saved pipeline; ``hooks`` replay a compressed retriever's transforms (``turborec.load``)."""
         art = load_artifact(path, kinds=("pipeline",))
         cfg = art.config
         try:
-            retriever = load(art.path / "retriever", device=device)
+            retriever = load(art.path / "retriever", device=device, hooks=hooks)
             pipe = cls(retriever, PipelineConfig(**cfg["pipeline"]))
             pipe.ranker = build_ranker(cfg["ranker_net"], cfg["ranker_net_config"], cardinalities=cfg["cardinalities"],
                                        n_dense=int(cfg["n_dense"]))
@@ -477,11 +484,3 @@ def _blend(retrieval: np.ndarray, logits: np.ndarray, ranker_weight: float) -> n
             np.float32
         )
     return np.where(finite, out, -np.inf).astype(np.float32)
-
-
-def load_model(path: str | Path, device: str = "cpu") -> Recommender | TwoStagePipeline:
-    """Load a retrieval estimator or a two-stage pipeline, whichever the artifact holds."""
-    art = load_artifact(path, kinds=("retrieval", "pipeline"))
-    if art.kind == "pipeline":
-        return TwoStagePipeline.load(path, device=device)
-    return load(path, device=device)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -19,7 +19,7 @@ import torch
 from turborec._util.artifact import Artifact, load_artifact, save_artifact
 from turborec.data.interactions import Interactions, ItemFeatures
 from turborec.data.vocab import Vocabulary
-from turborec.errors import ConfigError, DataError, NotFittedError
+from turborec.errors import ArtifactError, ConfigError, DataError, NotFittedError
 from turborec.metrics.ranking import RankingReport, evaluate_ranking, top_k_from_scores
 from turborec.models.base import NetConfig, RetrievalNet, load_unique_state, unique_state
 from turborec.train.history import Histories, pad_lists
@@ -51,6 +51,44 @@ def known_estimators() -> list[str]:
     from turborec.train import estimators  # noqa: F401
 
     return sorted(_ESTIMATORS)
+
+
+@dataclass(frozen=True)
+class ServableView:
+    """What a service needs of a fitted retrieval model, and nothing of how it was trained.
+
+    ``net.user_vectors(users [B], history [B, L]) -> [B, d]`` is the user tower and ``net.item_vectors()``
+    the catalog's vectors; ``users`` / ``items`` map external ids to rows; user ``u``'s training items,
+    oldest first, are ``seen_items[seen_offsets[u]:seen_offsets[u + 1]]`` (filtered from answers, and the
+    tail of the user tower's input); ``history_len`` is how many recent items the tower reads (None: all).
+    Built by :meth:`Recommender.servable`, which checks it (:meth:`validate`) before a service uses it.
+    """
+
+    users: Vocabulary
+    items: Vocabulary
+    net: RetrievalNet
+    seen_offsets: np.ndarray  # int64 [n_users + 1]
+    seen_items: np.ndarray  # int64 [n_seen], item rows
+    history_len: int | None
+
+    @property
+    def popularity(self) -> np.ndarray:
+        """Training interactions per item, float64 [n_items] (the popular tier's order)."""
+        return np.bincount(self.seen_items, minlength=len(self.items)).astype(np.float64)
+
+    def validate(self) -> ServableView:
+        """Raise ArtifactError when the parts disagree (a service would index out of range or serve junk)."""
+        n_users, n_items = len(self.users), len(self.items)
+        offsets, seen = self.seen_offsets, self.seen_items
+        if self.net.n_items != n_items:
+            raise ArtifactError(f"the item vocabulary has {n_items} ids, the network {self.net.n_items} items")
+        if offsets.shape != (n_users + 1,) or (len(offsets) and (offsets[0] != 0 or offsets[-1] != len(seen))):
+            raise ArtifactError(f"history offsets do not cover the {n_users} users' {len(seen)} items")
+        if np.any(np.diff(offsets) < 0):
+            raise ArtifactError("history offsets decrease")
+        if len(seen) and (int(seen.min()) < 0 or int(seen.max()) >= n_items):
+            raise ArtifactError(f"history items outside the catalog's {n_items} rows")
+        return self
 
 
 class Recommender(abc.ABC):
@@ -144,6 +182,19 @@ class Recommender(abc.ABC):
         if self.net is None or self.histories is None:
             raise NotFittedError(f"{self.name or type(self).__name__} is not fitted; call fit() or load()")
         return self.net
+
+    @property
+    def fitted_net(self) -> RetrievalNet:
+        """The fitted network (NotFittedError before ``fit`` / ``load``)."""
+        return self._require()
+
+    def servable(self) -> ServableView:
+        """The parts a service runs (:class:`ServableView`), checked."""
+        net = self._require()
+        assert self.users is not None and self.items is not None and self.histories is not None
+        length = self.history_len
+        return ServableView(self.users, self.items, net, self.histories.offsets, self.histories.items,
+                            None if length is None else int(length)).validate()
 
     @property
     def history_len(self) -> int | None:
@@ -295,11 +346,9 @@ class Recommender(abc.ABC):
         cfg = art.config
         records = list(cfg.get("transforms", []))
         if records and hooks is None:
-            from turborec.errors import ArtifactError
-
             raise ArtifactError(
                 f"{art.path}: this model was compressed ({', '.join(str(r.get('transform')) for r in records)}); "
-                "load it with turborec.compress.load"
+                "load it with turborec.load"
             )
         obj = cls(cls.config_class.from_dict(cfg["net"]), TrainConfig(**{**cfg.get("train", {}), "device": device}))
         obj.users = Vocabulary.from_json(art.json("vocab/users.json"))
@@ -339,7 +388,5 @@ def load(path: str | Path, device: str = "cpu", hooks: LoadHooks | None = None) 
     art = load_artifact(path, kinds=("retrieval",))
     name = art.config.get("estimator")
     if not isinstance(name, str):
-        from turborec.errors import ArtifactError
-
         raise ArtifactError(f"{path}: manifest names no estimator")
     return estimator_class(name).from_artifact(art, device=device, hooks=hooks)

@@ -61,7 +61,7 @@ def served_ndcg(
     """NDCG@k of what the service would return to the validation users (their training history as
     the user tower's input, their training items excluded)."""
     assert rec.histories is not None
-    net = rec._require()
+    net = rec.fitted_net
     hist_len = history_len or rec.history_len or 50
     with torch.inference_mode():
         item_vecs = net.item_vectors().float()

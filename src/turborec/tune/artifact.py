@@ -1,8 +1,8 @@
 """The chosen configuration as an artifact: the (compressed) retrieval model, its index, and the tuned
 serving settings in the manifest's ``config.serving`` section.
 
-It is a normal ``retrieval`` artifact (``turborec.compress.load`` / ``turborec.train.load`` read
-it; estimators ignore the extra config section). ``config.serving`` holds the
+It is a normal ``retrieval`` artifact (``turborec.load`` reads it, or the tune folder above it;
+estimators ignore the extra config section). ``config.serving`` holds the
 :class:`~turborec.tune.space.ServingKnobs` (backend, index spec, max_batch, max_wait_ms,
 executor) plus the SLO and rate it was tuned for; ``index/`` holds the built index when the
 configuration uses one. :func:`turborec.tune.served.load_tuned_serving_model` rebuilds the

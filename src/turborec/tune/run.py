@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from turborec._util.artifact import TUNED_MODEL_DIR
 from turborec.data.splits import Split
 from turborec.errors import ConfigError
 from turborec.train.recommender import Recommender
@@ -17,7 +18,7 @@ from turborec.tune.results import TuneOptions, TuneResult
 from turborec.tune.search import Budget, Log, Tuner
 from turborec.tune.space import DEFAULT_BACKENDS, SearchSpace, default_space, smallest_model_nbytes
 
-MODEL_DIR = "model"
+MODEL_DIR = TUNED_MODEL_DIR  # `turborec serve OUT` and every other command open OUT/model
 
 
 def check_memory_cap(memory_mb: float | None, n_users: int, n_items: int, dims: Sequence[int],

@@ -47,7 +47,7 @@ def _distill(reference: Recommender, dim: int, split: Split, seconds: float) -> 
 
 
 def weights_mb(rec: Recommender) -> float:
-    return model_nbytes(rec._require()) / 1e6
+    return model_nbytes(rec.fitted_net) / 1e6
 
 
 __all__ = ["build_variant", "weights_mb"]
