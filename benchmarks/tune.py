@@ -54,7 +54,7 @@ def serve(args: argparse.Namespace) -> None:
     if args.plain:  # what `turborec serve ARTIFACT` runs with its defaults
         run_server(base)
         return
-    from turborec.tune.served import load_tuned_serving_model
+    from turborec.serving.loading import load_tuned_serving_model
 
     model, knobs = load_tuned_serving_model(args.artifact)
     run_server(base.with_(max_batch=knobs.max_batch, max_wait_ms=knobs.max_wait_ms, executor=knobs.executor,
@@ -73,9 +73,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 # ------------------------------------------------------------------ verification
 def fresh_mix(artifact: Path, args: argparse.Namespace) -> Any:
+    from turborec.bench.replay import RequestMix
     from turborec.compress import load as load_any
     from turborec.data import apply_protocol, load_dataset
-    from turborec.tune.replay import RequestMix
 
     rec = load_any(artifact)
     split = apply_protocol("recbole", load_dataset(args.data, "movielens"), seed=2020)
@@ -86,7 +86,7 @@ def load_test(artifact: Path, args: argparse.Namespace, slo: float, plain: bool,
     import numpy as np
 
     from turborec.bench.loadgen import LoadSpec, run_load_subprocess
-    from turborec.tune.replay import LatencyStats
+    from turborec.bench.replay import LatencyStats
 
     port = 19000 + os.getpid() % 500 + (1 if plain else 0)
     proc = start_server(artifact, args, slo, port, plain)

@@ -55,9 +55,9 @@ NOT_TWO_TOWER = ("bpr", "ease", "popularity")
 EXPECTED_REFUSALS: dict[tuple[str, str], str] = {
     **{(k, "export"): "edge export needs a two-tower model" for k in NOT_TWO_TOWER},
     ("ranker", "recommend"): "recommend takes retrieval models (plain, compressed or tuned) and two-stage pipelines; "
-                             "this is a CTR ranker (kind 'ranker')",
+                             "this artifact is a CTR ranker (kind 'ranker')",
     ("ranker", "export"): "export --edge takes retrieval models (plain, compressed or tuned) and two-stage "
-                          "pipelines; this is a CTR ranker (kind 'ranker')",
+                          "pipelines; this artifact is a CTR ranker (kind 'ranker')",
     ("ranker", "serve"): "serve takes",
 }
 # cells the CTR commands cover in their own tests (ranker x evaluate --test, predict, POST /v1/score)

@@ -71,14 +71,15 @@ def artifact_kind(path: str | Path) -> str:
 
 
 def describe_kinds(kinds: Sequence[str]) -> str:
-    names = [KIND_NAMES[k][0] if k in KIND_NAMES else f"'{k}' artifacts" for k in kinds]
+    known = [k for k in KIND_NAMES if k in kinds] + sorted(k for k in kinds if k not in KIND_NAMES)
+    names = [KIND_NAMES[k][0] if k in KIND_NAMES else f"'{k}' artifacts" for k in known]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def refusal(path: str | Path, kind: str, command: str, accept: Sequence[str]) -> ArtifactError:
     """The one line a command that cannot take a ``kind`` artifact prints: the kinds it does take."""
-    what = KIND_NAMES[kind][1] if kind in KIND_NAMES else "an artifact"
-    return ArtifactError(f"{path}: {command} takes {describe_kinds(accept)}; this is {what} (kind '{kind}')")
+    what = f"{KIND_NAMES[kind][1]} (kind '{kind}')" if kind in KIND_NAMES else f"of kind '{kind}'"
+    return ArtifactError(f"{path}: {command} takes {describe_kinds(accept)}; this artifact is {what}")
 
 
 def require_kind(path: str | Path, command: str, accept: Sequence[str]) -> str:

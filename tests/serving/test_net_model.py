@@ -124,7 +124,7 @@ def test_unservable_artifacts_are_refused(tmp_path: Path, artifact: Path) -> Non
     with pytest.raises(ArtifactError, match="no artifact directory"):
         load_serving_model(tmp_path / "missing")
     odd = save_artifact(tmp_path / "odd", kind="mystery", config={})
-    with pytest.raises(ArtifactError, match="cannot serve artifacts of kind 'mystery'"):
+    with pytest.raises(ArtifactError, match=r"serve takes retrieval models .* and two-stage pipelines; this artifact is of kind 'mystery'"):
         load_serving_model(odd)
 
 
@@ -157,17 +157,35 @@ def test_a_ranker_reorders_the_retrieved_candidates_and_opens_the_whole_ladder(
     assert retrieved.items[:10] == model.recommend_batch(q, Tier.RETRIEVAL_ONLY).results[0].items
 
 
-def test_chunked_scoring_of_large_catalogs_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_chunked_scoring_of_large_catalogs_is_exact() -> None:
     import torch
 
-    from turborec.serving import net_model
+    from turborec.retrieval.exact import exact_top_k
 
     gen = torch.Generator().manual_seed(0)
     users, vecs = torch.randn(5, 8, generator=gen), torch.randn(1000, 8, generator=gen)
     rows, cols = np.array([0, 0, 3, 4]), np.array([5, 990, 17, 500])
-    whole = net_model._top_scores(users, vecs, rows, cols, 30)
-    monkeypatch.setattr(net_model, "SCORE_CHUNK", 64)  # 16 chunks
-    chunked = net_model._top_scores(users, vecs, rows, cols, 30)
+    whole = exact_top_k(users, vecs, 30, rows, cols)
+    chunked = exact_top_k(users, vecs, 30, rows, cols, item_chunk=64)  # 16 chunks
     torch.testing.assert_close(chunked[0], whole[0])
     assert torch.equal(chunked[1], whole[1])
     assert not set(chunked[1][0].tolist()) & {5, 990}
+    brute = users @ vecs.T
+    brute[torch.from_numpy(rows), torch.from_numpy(cols)] = -torch.inf
+    torch.testing.assert_close(whole[0], torch.sort(brute, dim=1, descending=True).values[:, :30])
+
+
+def test_the_served_model_is_a_runner_and_an_index(recommender: TwoTowerRecommender) -> None:
+    """Exact search is an Index (the model's own ExactIndex); any Index can take its place."""
+    from turborec.retrieval import make_index
+
+    plain = serving_model_from_recommender(recommender, "v")
+    assert plain.index is plain.exact and plain.runner is None
+    other = make_index("Exact|query_batch=3", dim=plain.exact.dim)
+    other.add(plain.exact.vectors())
+    swapped = serving_model_from_recommender(recommender, "v", index=other)
+    assert swapped.tiers == plain.tiers  # an exact index keeps the exact ladder (the pool tier)
+    queries = [Query(str(u), (), k=10) for u in recommender.users.ids[:9]]  # type: ignore[union-attr]
+    for a, b in zip(plain.recommend_batch(queries, Tier.FULL).results, swapped.recommend_batch(queries, Tier.FULL).results):
+        assert a.items == b.items
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-7)  # other batches, other BLAS sums

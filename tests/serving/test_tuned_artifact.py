@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from turborec.data import apply_protocol, load_dataset
-from turborec.serving.accelerated import AcceleratedServingModel, build_index, reduced_search_params
+from turborec.serving.accelerated import build_index, reduced_search_params
 from turborec.serving.knobs import ServingKnobs
 from turborec.serving.loading import load_serving_model
 from turborec.serving.model import Query
@@ -36,7 +36,7 @@ def test_tuned_index_is_served_and_plain_artifacts_stay_exact(rec: Recommender, 
     vectors = plain._item_vecs.numpy()
     index = build_index(knobs.index, -vectors)
     tuned = load_serving_model(save_tuned(tmp_path / "tuned", rec, knobs, index=index))
-    assert isinstance(tuned, AcceleratedServingModel) and tuned.index is not None
+    assert isinstance(tuned, NetServingModel) and tuned.index is not tuned.exact
     queries = [Query(str(u), k=10) for u in list(rec.users.ids)[:30]]
     exact = plain.recommend_batch(queries, Tier.FULL).results
     served = tuned.recommend_batch(queries, Tier.FULL).results
@@ -60,7 +60,7 @@ def test_an_ivf_index_steps_down_to_a_quarter_of_its_probes_not_to_an_exact_pool
     assert isinstance(plain, NetServingModel)
     index = build_index(knobs.index, plain._item_vecs.numpy())
     tuned = load_serving_model(save_tuned(tmp_path / "ivf", rec, knobs, index=index))
-    assert isinstance(tuned, AcceleratedServingModel) and tuned.index is not None
+    assert isinstance(tuned, NetServingModel) and tuned.index is not tuned.exact
     assert tuned.tiers == (Tier.FULL, Tier.FEWER_CANDIDATES, Tier.POPULAR)
     assert reduced_search_params(tuned.index) == {"nprobe": 2}
     # the reduced tier answers what the same index tuned to 2 probes answers in its full tier

@@ -11,7 +11,10 @@ import pytest
 
 from turborec.data import apply_protocol, load_dataset
 from turborec.data.splits import Split
+from turborec.serving.accelerated import build_index, build_serving_model
+from turborec.serving.loading import load_tuned_serving_model
 from turborec.serving.model import Query
+from turborec.serving.net_model import NetServingModel
 from turborec.serving.tiers import Tier
 from turborec.train import TwoTowerRecommender
 from turborec.train.recommender import Recommender
@@ -19,7 +22,6 @@ from turborec.tune.accuracy import EvalSet, served_ndcg
 from turborec.tune.report import MEMORY_PLOT, P99_PLOT, summary
 from turborec.tune.results import TuneOptions
 from turborec.tune.run import run_tune
-from turborec.tune.served import build_index, build_serving_model, load_tuned_serving_model
 from turborec.tune.space import SERVICE_EXACT, ModelVariant, SearchSpace, ServingKnobs
 
 SYNTH = {"n_users": 300, "n_items": 200, "n_interactions": 9000, "seed": 3}
@@ -59,7 +61,9 @@ def test_accelerated_model_answers_like_the_service_model(fitted: tuple[Recommen
     assert rec.users is not None
     plain = build_serving_model(rec, ServingKnobs(), "v")
     fast = build_serving_model(rec, ServingKnobs(backend="onnx-fp32", index="Flat"), "v")
-    assert type(plain).__name__ == "NetServingModel" and type(fast).__name__ == "AcceleratedServingModel"
+    assert isinstance(plain, NetServingModel) and isinstance(fast, NetServingModel)
+    assert plain.index is plain.exact and plain.runner is None  # the same model, its parts swapped
+    assert fast.index is not fast.exact and fast.runner is not None and fast.runner.kind == "onnx-fp32"
     queries = [Query(str(u), k=10) for u in list(rec.users.ids)[:20]] + [Query(None, ("1", "2"), k=5)]
     a = plain.recommend_batch(queries, Tier.FULL).results
     b = fast.recommend_batch(queries, Tier.FULL).results

@@ -79,7 +79,7 @@ def test_windowed_latency_takes_the_median_window_and_counts_everything() -> Non
 
     import numpy as np
 
-    from turborec.tune.replay import LatencyStats
+    from turborec.bench.replay import LatencyStats
 
     scheduled = np.arange(300) / 100.0  # 3 s at 100 req/s: three windows of 100
     latency = np.full(300, 0.001)

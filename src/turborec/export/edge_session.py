@@ -16,6 +16,7 @@ import torch
 
 from turborec.edge.bundle import EdgeBundle
 from turborec.errors import ConfigError
+from turborec.metrics.ranking import top_k_from_scores
 from turborec.models.compact_quant import quantize_rows
 from turborec.models.two_tower import TwoTowerNet
 from turborec.train.recommender import Recommender
@@ -93,10 +94,7 @@ class SessionFactory:
         scores = vecs @ self.item_vecs.T
         for r, h in enumerate(histories):
             scores[r, np.asarray(h, dtype=np.int64)] = -np.inf
-        c = min(self.n_candidates, scores.shape[1])
-        top = np.argpartition(-scores, c - 1, axis=1)[:, :c]
-        order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable")
-        return vecs.astype(np.float32), np.take_along_axis(top, order, 1)
+        return vecs.astype(np.float32), top_k_from_scores(scores, self.n_candidates)
 
     @torch.no_grad()
     def user_part(self, user: int) -> np.ndarray:

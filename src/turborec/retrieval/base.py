@@ -149,6 +149,23 @@ class Index(ABC):
         ids = np.where(positions >= 0, self._ids[np.maximum(positions, 0)], -1)
         return ids.astype(np.int64, copy=False), scores.astype(np.float32, copy=False)
 
+    def search_positions(
+        self, queries: np.ndarray, k: int, exclude_rows: np.ndarray | None = None, exclude_cols: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` ``(positions, scores)`` with (query row, catalog position) pairs excluded: a model server's
+        call, whose queries come from a model and whose exclusions are catalog positions already, so it skips
+        the id mapping and input checks of :meth:`search` (same padding: -1 / -inf)."""
+        nq = queries.shape[0]
+        width = min(int(k), self.ntotal)
+        per_query = None
+        if exclude_rows is not None and exclude_cols is not None and len(exclude_rows):
+            order = np.lexsort((exclude_cols, exclude_rows))
+            rows, cols = exclude_rows[order], exclude_cols[order]
+            bounds = np.searchsorted(rows, np.arange(nq + 1))
+            per_query = [np.unique(cols[bounds[i]:bounds[i + 1]]) for i in range(nq)]
+        return self._search_excluding(np.ascontiguousarray(queries, dtype=np.float32), width,
+                                      Exclusions(None, per_query))
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the index as a checksummed artifact directory (no pickle)."""
         tensors, extra = self._payload()

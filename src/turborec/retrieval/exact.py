@@ -1,16 +1,18 @@
-"""Exact search in numpy: blocked matmul and a running top-k, memory bounded by the block size.
+"""Exact top-k by inner product: :func:`exact_top_k`, the one implementation every exact search uses
+(this index, the service's scoring of its catalog and popular pool, the GPU kernels' exact fallback).
 
-Each block of ``query_batch`` queries meets the catalog ``item_chunk`` rows at a time, so the
-score buffer never exceeds ``query_batch * item_chunk`` floats (4 MiB per million cells)
-whatever the catalog size. The first chunk is reduced with ``np.argpartition``; later chunks
-only compare against each query's current k-th best score and merge the few rows that beat
-it, which is what keeps the partial sort off the critical path for large catalogs.
-Exclusions are applied exactly (masked to -inf before selection), so no refill is needed.
+Scores are computed a block of ``item_chunk`` items at a time and each block's top-k is merged into
+the running top-k, so the whole [queries, items] score matrix is never written (on a million items
+that halves the time: it would be written, then read again by the selection). Exclusions are
+(query, item) pairs masked to -inf before selection, so no refill is needed. It runs in torch on
+whatever device the tensors are on; :class:`ExactIndex` wraps it with the ``Index`` contract
+(numpy in, numpy out, ``query_batch`` queries at a time, bounded memory).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from turborec._util.artifact import Artifact
 from turborec.errors import ArtifactError
@@ -20,40 +22,55 @@ from turborec.retrieval.registry import register_index
 from turborec.retrieval.spec import IndexSpec
 
 DEFAULT_QUERY_BATCH = 256
-DEFAULT_ITEM_CHUNK = 16384
+DEFAULT_ITEM_CHUNK = 1 << 15  # a [batch, chunk] block stays in cache, and top-k runs on it there
+NO_PAIRS = np.zeros(0, dtype=np.int64)
 
 
-def _merge_chunk(best_scores: np.ndarray, best_pos: np.ndarray, chunk: np.ndarray, offset: int) -> None:
-    """Fold one [b, c] score chunk into the running (unsorted) top-k arrays, in place."""
-    b, k = best_scores.shape
-    threshold = best_scores.min(axis=1)
-    beats = chunk > threshold[:, None]
-    n_candidates = int(np.count_nonzero(beats))
-    if n_candidates == 0:
-        return
-    if n_candidates > 2 * b * k:  # dense: partial sort the chunk, then the 2k union
-        c = chunk.shape[1]
-        if c > k:
-            top = np.argpartition(chunk, c - k, axis=1)[:, c - k :]
-        else:
-            top = np.broadcast_to(np.arange(c), (b, c))
-        scores = np.concatenate([best_scores, np.take_along_axis(chunk, top, axis=1)], axis=1)
-        positions = np.concatenate([best_pos, top + offset], axis=1)
-        keep = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        best_scores[:] = np.take_along_axis(scores, keep, axis=1)
-        best_pos[:] = np.take_along_axis(positions, keep, axis=1)
-        return
-    # sparse: sort (row, -score) over the current best plus the few candidates, keep k per row
-    rows, cols = np.nonzero(beats)
-    all_rows = np.concatenate([np.repeat(np.arange(b), k), rows])
-    all_scores = np.concatenate([best_scores.ravel(), chunk[rows, cols]])
-    all_pos = np.concatenate([best_pos.ravel(), cols.astype(np.int64) + offset])
-    order = np.lexsort((-all_scores, all_rows))
-    sorted_rows = all_rows[order]
-    starts = np.searchsorted(sorted_rows, np.arange(b))
-    keep = order[(np.arange(order.size) - starts[sorted_rows]) < k]
-    best_scores[:] = all_scores[keep].reshape(b, k)
-    best_pos[:] = all_pos[keep].reshape(b, k)
+def exact_top_k(
+    queries: torch.Tensor,
+    items: torch.Tensor,
+    k: int,
+    exclude_rows: np.ndarray = NO_PAIRS,
+    exclude_cols: np.ndarray = NO_PAIRS,
+    *,
+    item_chunk: int = DEFAULT_ITEM_CHUNK,
+    item_offset: torch.Tensor | None = None,
+    score_dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-``k`` ``(scores float32 [Q, k], positions int64 [Q, k])`` of ``queries @ items.T``, best first.
+
+    ``exclude_rows`` / ``exclude_cols``: (query, item position) pairs scored -inf. ``item_offset`` [N] is
+    added to each item's score (the L2 metric's -|x|^2). ``score_dtype`` is the matmul's dtype (default the
+    items'; float32 is exact on bf16 / fp16 vectors). ``k`` is clamped to the catalog size.
+    """
+    n_items = items.shape[0]
+    k = min(int(k), n_items)
+    q = queries if score_dtype is None else queries.to(score_dtype)
+    best_scores: list[torch.Tensor] = []
+    best_items: list[torch.Tensor] = []
+    single = n_items <= 2 * item_chunk  # one block: no merge
+    step = n_items if single else item_chunk
+    for lo in range(0, n_items, max(step, 1)):
+        hi = min(lo + step, n_items)
+        block = items[lo:hi] if score_dtype is None else items[lo:hi].to(score_dtype)
+        scores = (q @ block.T).float()
+        if item_offset is not None:
+            scores += item_offset[lo:hi]
+        if len(exclude_rows):
+            inside = slice(None) if single else (exclude_cols >= lo) & (exclude_cols < hi)
+            rows, cols = exclude_rows[inside], exclude_cols[inside] - lo
+            if len(rows):
+                scores[torch.from_numpy(rows).to(scores.device), torch.from_numpy(cols).to(scores.device)] = -torch.inf
+        top_scores, top_items = torch.topk(scores, min(k, hi - lo), dim=1)
+        if single:
+            return top_scores, top_items
+        best_scores.append(top_scores)
+        best_items.append(top_items + lo)
+    if not best_scores:
+        empty = torch.empty((q.shape[0], 0), device=q.device)
+        return empty, empty.long()
+    merged, where = torch.topk(torch.cat(best_scores, dim=1), k, dim=1)
+    return merged, torch.gather(torch.cat(best_items, dim=1), 1, where)
 
 
 @register_index("exact")
@@ -89,60 +106,43 @@ class ExactIndex(Index):
     def _search_positions(
         self, queries: np.ndarray, fetch: int, shared: np.ndarray | None, widen: bool
     ) -> tuple[np.ndarray, np.ndarray]:
-        return self._top_k(queries, fetch, shared, None)
+        return self._top_k(queries, fetch, *_pairs(queries.shape[0], shared, None))
 
     def _search_excluding(self, queries: np.ndarray, k: int, exclusions: Exclusions) -> tuple[np.ndarray, np.ndarray]:
-        return self._top_k(queries, k, exclusions.shared, exclusions.per_query)
+        return self._top_k(queries, k, *_pairs(queries.shape[0], exclusions.shared, exclusions.per_query))
 
-    def _top_k(
-        self, queries: np.ndarray, k: int, shared: np.ndarray | None, per_query: list[np.ndarray] | None
+    def search_positions(
+        self, queries: np.ndarray, k: int, exclude_rows: np.ndarray | None = None, exclude_cols: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        catalog = self.vectors()
-        if self.metric == "l2" and self._sq_norms is None:
-            self._sq_norms = np.einsum("ij,ij->i", catalog, catalog)
+        rows = NO_PAIRS if exclude_rows is None else exclude_rows
+        cols = NO_PAIRS if exclude_cols is None else exclude_cols
+        return self._top_k(np.ascontiguousarray(queries, dtype=np.float32), min(int(k), self.ntotal), rows, cols)
+
+    def _top_k(self, queries: np.ndarray, k: int, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        catalog = torch.from_numpy(self.vectors())
+        offset = None
+        if self.metric == "l2":  # |q - x|^2 = |q|^2 - (2 q.x - |x|^2): rank by the bracket, then shift
+            if self._sq_norms is None:
+                self._sq_norms = np.einsum("ij,ij->i", self.vectors(), self.vectors())
+            offset = -torch.from_numpy(self._sq_norms)
         nq = queries.shape[0]
         out_pos = np.empty((nq, k), dtype=np.int64)
         out_scores = np.empty((nq, k), dtype=np.float32)
+        if len(rows):
+            by_row = np.argsort(rows, kind="stable")
+            rows, cols = rows[by_row], cols[by_row]
         for q0 in range(0, nq, self._query_batch):
-            q = queries[q0 : q0 + self._query_batch]
-            own = None if per_query is None else per_query[q0 : q0 + q.shape[0]]
-            pos, scores = self._top_k_batch(catalog, q, k, shared, own)
-            out_pos[q0 : q0 + q.shape[0]], out_scores[q0 : q0 + q.shape[0]] = pos, scores
+            q1 = min(q0 + self._query_batch, nq)
+            q = torch.from_numpy(queries[q0:q1])
+            lo, hi = np.searchsorted(rows, [q0, q1]) if len(rows) else (0, 0)
+            with torch.inference_mode():
+                scores, pos = exact_top_k(2.0 * q if offset is not None else q, catalog, k, rows[lo:hi] - q0,
+                                          cols[lo:hi], item_chunk=self._item_chunk, item_offset=offset)
+            out_pos[q0:q1], out_scores[q0:q1] = pos.numpy(), scores.numpy()
+        out_pos[~np.isfinite(out_scores)] = -1  # an excluded item can only sit in a slot scored -inf
+        if offset is not None:
+            out_scores -= np.einsum("ij,ij->i", queries, queries)[:, None]
         return out_pos, out_scores
-
-    def _top_k_batch(
-        self, catalog: np.ndarray, q: np.ndarray, k: int, shared: np.ndarray | None, own: list[np.ndarray] | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        b = q.shape[0]
-        best_scores = np.full((b, k), -np.inf, dtype=np.float32)
-        best_pos = np.full((b, k), -1, dtype=np.int64)
-        own_rows = own_cols = None
-        if own is not None:
-            lengths = np.fromiter((p.size for p in own), dtype=np.int64, count=b)
-            own_rows, own_cols = np.repeat(np.arange(b), lengths), np.concatenate(own)
-            by_col = np.argsort(own_cols, kind="stable")
-            own_rows, own_cols = own_rows[by_col], own_cols[by_col]
-        for c0 in range(0, catalog.shape[0], self._item_chunk):
-            c1 = min(c0 + self._item_chunk, catalog.shape[0])
-            chunk = q @ catalog[c0:c1].T
-            if self.metric == "l2":
-                assert self._sq_norms is not None
-                chunk *= 2.0
-                chunk -= self._sq_norms[c0:c1]
-            if shared is not None:
-                lo, hi = np.searchsorted(shared, [c0, c1])
-                chunk[:, shared[lo:hi] - c0] = -np.inf
-            if own_cols is not None and own_rows is not None:
-                lo, hi = np.searchsorted(own_cols, [c0, c1])
-                chunk[own_rows[lo:hi], own_cols[lo:hi] - c0] = -np.inf
-            _merge_chunk(best_scores, best_pos, chunk, c0)
-        order = np.argsort(-best_scores, axis=1, kind="stable")
-        best_scores = np.take_along_axis(best_scores, order, axis=1)
-        best_pos = np.take_along_axis(best_pos, order, axis=1)
-        best_pos[~np.isfinite(best_scores)] = -1  # an excluded item can only sit in a slot scored -inf
-        if self.metric == "l2":
-            best_scores -= np.einsum("ij,ij->i", q, q)[:, None]
-        return best_pos, best_scores
 
     def _payload(self) -> tuple[dict[str, np.ndarray], ExtraWriter | None]:
         return {"vectors": self.vectors()}, None
@@ -161,4 +161,17 @@ class ExactIndex(Index):
         return index
 
 
-__all__ = ["ExactIndex"]
+def _pairs(nq: int, shared: np.ndarray | None, per_query: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Exclusions as (query, position) pairs."""
+    rows, cols = [NO_PAIRS], [NO_PAIRS]
+    if shared is not None and len(shared):
+        rows.append(np.repeat(np.arange(nq, dtype=np.int64), len(shared)))
+        cols.append(np.tile(shared.astype(np.int64), nq))
+    if per_query is not None:
+        lengths = np.fromiter((len(p) for p in per_query), dtype=np.int64, count=len(per_query))
+        rows.append(np.repeat(np.arange(len(per_query), dtype=np.int64), lengths))
+        cols.append(np.concatenate([NO_PAIRS, *per_query]).astype(np.int64))
+    return np.concatenate(rows), np.concatenate(cols)
+
+
+__all__ = ["DEFAULT_ITEM_CHUNK", "ExactIndex", "exact_top_k"]

@@ -15,7 +15,7 @@ from turborec.loading import PIPELINE, RETRIEVAL, refusal
 from turborec.loading import load as load_any
 from turborec.retrieval import load_index
 from turborec.serving.accelerated import build_serving_model
-from turborec.serving.knobs import INDEX_DIR, serving_section
+from turborec.serving.knobs import INDEX_DIR, ServingKnobs, serving_section
 from turborec.serving.model import ServingModel
 from turborec.serving.pipeline_model import serving_model_from_pipeline
 from turborec.train import Recommender, TwoStagePipeline
@@ -50,6 +50,13 @@ def load_serving_model(path: str | Path, history_len: int = 50) -> ServingModel:
     return serving_model_from_artifact(load_artifact(path), history_len)
 
 
+def load_tuned_serving_model(path: str | Path) -> tuple[ServingModel, ServingKnobs]:
+    """What ``turborec serve`` builds from the artifact at ``path`` (a tuned one's backend and index), and the
+    serving knobs it records (micro-batching and admission for ``ServeSettings``; defaults when untuned)."""
+    art = load_artifact(path)
+    return serving_model_from_artifact(art), serving_section(art.config)
+
+
 def serving_model_from_artifact(art: Artifact, history_len: int = 50) -> ServingModel:
     """The serving model an already verified artifact's kind registers."""
     loader = _LOADERS.get(art.kind)
@@ -80,6 +87,7 @@ def _pipeline(art: Artifact, history_len: int) -> ServingModel:
 __all__ = [
     "artifact_version",
     "load_serving_model",
+    "load_tuned_serving_model",
     "register_artifact_loader",
     "servable_kinds",
     "serving_model_from_artifact",

@@ -1,26 +1,30 @@
-"""``NetServingModel``: a ``ServingModel`` over any retrieval net (two-tower, MF, ...).
+"""``NetServingModel``: the one ``ServingModel`` -- a user tower run by a Runner, an Index, and optionally
+a ranker -- over any retrieval net (two-tower, MF, EASE, popularity; a pipeline's retriever and ranker).
 
-Item vectors are computed once at load; per batch the user tower runs on the
-users' recent items (training tail + live events), scores are dot products
-against the catalog, exclusions are masked, and the top-k is decoded to ids.
-Everything runs in torch with the service's thread setting (no hidden BLAS
-thread pool). Catalogs past ~65k items are scored in chunks (exact top-k per
-chunk, then merged), so the [batch, n_items] score matrix is never written out.
+Item vectors are computed once at load. Per batch the user tower runs on the users' recent items
+(training tail + live events): a backend :class:`~turborec.backends.Runner` (ONNX Runtime,
+torch.compile) when the artifact was tuned for one, else the net's frozen trace in-process. The
+catalog is searched by an :class:`~turborec.retrieval.Index` with the exclusions (seen, live,
+explicit) as (query, item) pairs: exact search is the :class:`~turborec.retrieval.exact.ExactIndex`
+over the item vectors (the one exact top-k, :func:`~turborec.retrieval.exact.exact_top_k`), a tuned
+artifact's FAISS index otherwise. A ranker, when given, re-orders the candidates; then the top-k is
+decoded to ids. Everything runs with the service's thread setting (no hidden BLAS thread pool).
 
-Tiers it implements (``tiers``):
+Tiers it implements (``tiers``), cheapest last:
 
-- ``FULL``: every item scored; with a ranker, the ranker re-orders the best
-  ``full_candidates``.
-- ``FEWER_CANDIDATES``: only the ``pool_size`` most popular items are scored
-  (a cheaper matmul and top-k; long-tail items drop out); with a ranker, it
-  re-orders fewer candidates.
-- ``CHEAP_RANKER`` / ``RETRIEVAL_ONLY``: only when a ranker is given (its cheap
-  variant, on ``cheap_candidates`` / no ranker at all), on the pool.
+- ``FULL``: the whole catalog through the index; with a ranker, it re-orders the best ``full_candidates``.
+- ``FEWER_CANDIDATES``: exact search of the ``pool_size`` most popular items (long-tail items drop out;
+  with a ranker, fewer candidates). With an ANN index the pool would cost *more* than the index over a
+  large catalog (a quarter of a million items against a few thousand probed), so that tier is the
+  index at a quarter of its tuned search effort instead, and is absent when it has no effort knob.
+- ``CHEAP_RANKER`` / ``RETRIEVAL_ONLY``: only when a ranker is given (its cheap variant, on
+  ``cheap_candidates`` / no ranker at all), on the pool.
 - ``POPULAR``: no model call.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Collection, Sequence
 from typing import Any, Protocol
@@ -29,10 +33,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from turborec.backends import Runner
 from turborec.backends.tracing import traced_for_inference
 from turborec.data.vocab import Vocabulary
 from turborec.errors import ConfigError, UnknownIdError
 from turborec.models.base import RetrievalNet
+from turborec.retrieval import Index, make_index
+from turborec.retrieval.exact import ExactIndex, exact_top_k
 from turborec.serving.model import BatchOutput, Query, Ranked
 from turborec.serving.tiers import Tier
 from turborec.train.recommender import Recommender, ServableView
@@ -92,6 +99,8 @@ class NetServingModel:
         pool_candidates: int = 50,
         cheap_candidates: int | None = None,
         trace: bool = True,
+        runner: Runner | None = None,
+        index: Index | None = None,
     ) -> None:
         if len(items) != net.n_items:
             raise ConfigError(f"item vocabulary has {len(items)} ids, the network {net.n_items} items")
@@ -100,7 +109,7 @@ class NetServingModel:
         self.n_items = len(items)
         self.history_len = history_len
         tower: nn.Module = UserTowerPart(self.net)
-        if trace:  # the same numbers without the per-module Python (checked, else eager)
+        if trace and runner is None:  # the same numbers without the per-module Python (checked, else eager)
             first, *checks = _tower_examples(len(users), self.n_items, history_len)
             tower = traced_for_inference(tower, first, checks)
         self.user_tower = tower
@@ -119,19 +128,29 @@ class NetServingModel:
         self._popular_scores = np.log1p(np.maximum(pop, 0)).astype(np.float32)
         with torch.inference_mode():
             vecs = net.item_vectors().detach().float().contiguous()
-        self._item_vecs = vecs
-        self._item_unit = torch.nn.functional.normalize(vecs, dim=-1)
+        self.runner = runner
+        self.exact = _exact_index(vecs.numpy())
+        self._item_vecs = torch.from_numpy(self.exact.vectors())  # the index's copy: one catalog in memory
+        self._item_unit = torch.nn.functional.normalize(self._item_vecs, dim=-1)
+        if index is not None and index.ntotal != self.n_items:
+            raise ConfigError(f"the index holds {index.ntotal} vectors, the catalog has {self.n_items} items")
+        self.index = index if index is not None else self.exact
+        self._index_ids = None if np.array_equal(self.index.ids, np.arange(self.n_items)) else self.index.ids
+        self._reduced = reduced_search_params(index) if index is not None else None
+        self._index_lock = threading.Lock()  # the reduced tier turns the index's knobs for one search
         size = pool_size if pool_size is not None else max(self.n_items // 4, min(self.n_items, 1000))
         pool = np.sort(self._popular_order[: max(1, min(size, self.n_items))])
-        self._pool = torch.from_numpy(pool)
-        self._pool_vecs = vecs[self._pool].contiguous()
+        self._pool = pool
+        self._pool_index = _exact_index(self._item_vecs[torch.from_numpy(pool)].numpy())
         self._pool_pos = np.full(self.n_items, -1, dtype=np.int64)
         self._pool_pos[pool] = np.arange(len(pool))
         self._ranker = ranker
         self._cheap_ranker = cheap_ranker
         self._candidates = {Tier.FULL: full_candidates, Tier.FEWER_CANDIDATES: pool_candidates,
                             Tier.CHEAP_RANKER: pool_candidates if cheap_candidates is None else cheap_candidates}
-        ladder = [Tier.FULL, Tier.FEWER_CANDIDATES]
+        ann = index is not None and not isinstance(index, type(self.exact))
+        self._ann = ann
+        ladder = [Tier.FULL] + ([Tier.FEWER_CANDIDATES] if not ann or self._reduced else [])
         if ranker is not None:
             ladder += ([Tier.CHEAP_RANKER] if cheap_ranker is not None else []) + [Tier.RETRIEVAL_ONLY]
         self._tiers = (*ladder, Tier.POPULAR)
@@ -160,40 +179,65 @@ class NetServingModel:
         ranker = {Tier.FULL: self._ranker, Tier.FEWER_CANDIDATES: self._ranker,
                   Tier.CHEAP_RANKER: self._cheap_ranker}.get(tier)
         k_max = max(q.k for q in queries)
-        with torch.inference_mode():
-            u = torch.from_numpy(users)
-            h = torch.from_numpy(hist)
-            user_vecs = self.user_tower(u, h).float()
-            use_pool = tier is not Tier.FULL
-            vecs = self._pool_vecs if use_pool else self._item_vecs
-            rows, cols = excl_rows, excl_cols
-            if len(rows) and use_pool:
-                cols = self._pool_pos[cols]
-                rows, cols = rows[cols >= 0], cols[cols >= 0]
-            n_cand = min(max(k_max, self._candidates.get(tier, 0) if ranker else k_max), vecs.shape[0])
-            cand_scores, cand = _top_scores(user_vecs, vecs, rows, cols, n_cand)
-            if use_pool:
-                cand = self._pool[cand]
-            t2 = time.perf_counter()
-            if ranker is not None:
-                reranked = ranker(user_vecs, u, h, cand, cand_scores).float()
-                reranked = torch.where(torch.isfinite(cand_scores), reranked, torch.full_like(reranked, -torch.inf))
-                cand_scores, order = torch.sort(reranked, dim=1, descending=True, stable=True)
-                cand = torch.gather(cand, 1, order)
-        cand_np, scores_np = cand.numpy(), cand_scores.numpy()
-        results = [self._decode(cand_np[b], scores_np[b], q.k, users[b] >= 0) for b, q in enumerate(queries)]
+        user_vecs = self._user_vectors(users, hist)
+        n_cand = min(max(k_max, self._candidates.get(tier, 0) if ranker else k_max), self.n_items)
+        cand, cand_scores = self._retrieve(user_vecs, tier, excl_rows, excl_cols, n_cand)
+        t2 = time.perf_counter()
+        if ranker is not None:
+            with torch.inference_mode():
+                s = torch.from_numpy(cand_scores)
+                c = torch.from_numpy(np.maximum(cand, 0))  # -1 marks an empty slot, scored -inf below
+                reranked = ranker(torch.from_numpy(user_vecs), torch.from_numpy(users), torch.from_numpy(hist), c,
+                                  s).float()
+                reranked = torch.where(torch.isfinite(s), reranked, torch.full_like(reranked, -torch.inf))
+                s, order = torch.sort(reranked, dim=1, descending=True, stable=True)
+                cand, cand_scores = torch.gather(c, 1, order).numpy(), s.numpy()
+        results = [self._decode(cand[b], cand_scores[b], q.k, users[b] >= 0) for b, q in enumerate(queries)]
         t3 = time.perf_counter()
         return BatchOutput(results, {"features": t1 - t0, "retrieval": t2 - t1, "ranking": t3 - t2})
+
+    def _user_vectors(self, users: np.ndarray, hist: np.ndarray) -> np.ndarray:
+        """The user tower on a batch: the backend runner, or the frozen trace in-process."""
+        if self.runner is not None:
+            return np.ascontiguousarray(self.runner({"users": users, "history": hist}), dtype=np.float32)
+        with torch.inference_mode():
+            return self.user_tower(torch.from_numpy(users), torch.from_numpy(hist)).float().numpy()
+
+    def _retrieve(self, user_vecs: np.ndarray, tier: Tier, rows: np.ndarray, cols: np.ndarray,
+                  n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Best ``n`` (item rows, scores) per query for ``tier``, the (row, item) pairs excluded; -1 / -inf pad."""
+        if tier is Tier.FULL or self._ann:
+            effort = self._reduced if tier is not Tier.FULL else None
+            pos, scores = self._search(self.index, user_vecs, n, rows, cols, effort)
+            if self._index_ids is not None:
+                pos = np.where(pos >= 0, self._index_ids[np.maximum(pos, 0)], -1)
+            return pos, scores
+        if len(rows):  # the pool's own positions; items outside the pool cannot come back anyway
+            cols = self._pool_pos[cols]
+            rows, cols = rows[cols >= 0], cols[cols >= 0]
+        pos, scores = self._pool_index.search_positions(user_vecs, min(n, len(self._pool)), rows, cols)
+        return np.where(pos >= 0, self._pool[np.maximum(pos, 0)], -1), scores
+
+    def _search(self, index: Index, user_vecs: np.ndarray, n: int, rows: np.ndarray, cols: np.ndarray,
+                effort: dict[str, int] | None) -> tuple[np.ndarray, np.ndarray]:
+        if effort is None:
+            return index.search_positions(user_vecs, n, rows, cols)
+        with self._index_lock:
+            tuned = index.params
+            index.set_params(**effort)
+            try:
+                return index.search_positions(user_vecs, n, rows, cols)
+            finally:
+                index.set_params(**tuned)
 
     def similar(self, item: str, k: int) -> Ranked:
         idx = self._item_index.get(item)
         if idx is None:
             raise UnknownIdError(f"unknown item id {item!r}")
         with torch.inference_mode():
-            sims = self._item_unit @ self._item_unit[idx]
-            sims[idx] = -torch.inf
-            scores, top = torch.topk(sims, min(k, self.n_items - 1))
-        return self._decode(top.numpy(), scores.numpy(), k, False)
+            scores, top = exact_top_k(self._item_unit[idx : idx + 1], self._item_unit, min(k, self.n_items - 1),
+                                      np.zeros(1, dtype=np.int64), np.array([idx], dtype=np.int64))
+        return self._decode(top[0].numpy(), scores[0].numpy(), k, False)
 
     # ------------------------------------------------------------- helpers
     def _features(self, queries: Sequence[Query]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -272,48 +316,42 @@ class NetServingModel:
 
 
 _NO_ITEMS = np.zeros(0, dtype=np.int64)
-SCORE_CHUNK = 1 << 15  # items scored at once: a [B, chunk] block stays in cache, and top-k runs on it there
+REDUCED_EFFORT = 4  # the FEWER_CANDIDATES tier searches an ANN index with a quarter of the tuned effort
 
 
-def _top_scores(
-    user_vecs: torch.Tensor, vecs: torch.Tensor, excl_rows: np.ndarray, excl_cols: np.ndarray, n: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact top-``n`` (scores, item positions) of ``user_vecs @ vecs.T`` with (row, col) pairs excluded.
+def reduced_search_params(index: Index) -> dict[str, int] | None:
+    """The index's search knobs at a quarter of their tuned values (IVF nprobe, HNSW efSearch), or None
+    when it has no knob to turn down (a flat or exact index, nprobe already 1)."""
+    params = index.params
+    if params.get("nprobe", 1) > 1:
+        return {"nprobe": max(1, params["nprobe"] // REDUCED_EFFORT)}
+    if params.get("efSearch", 1) > 16:
+        return {"efSearch": max(16, params["efSearch"] // REDUCED_EFFORT)}  # FAISS searches max(ef, k) wide
+    return None
 
-    Large catalogs are scored chunk by chunk, keeping each chunk's top-``n``: never materialising the whole
-    [B, n_items] score matrix halves the time on a million items (it is written, then read by top-k).
-    """
-    n_items = vecs.shape[0]
-    if n_items <= 2 * SCORE_CHUNK:
-        scores = user_vecs @ vecs.T
-        if len(excl_rows):
-            scores[torch.from_numpy(excl_rows), torch.from_numpy(excl_cols)] = -torch.inf
-        return torch.topk(scores, n, dim=1)
-    best_scores, best_items = [], []
-    for lo in range(0, n_items, SCORE_CHUNK):
-        hi = min(lo + SCORE_CHUNK, n_items)
-        scores = user_vecs @ vecs[lo:hi].T
-        if len(excl_rows):
-            inside = (excl_cols >= lo) & (excl_cols < hi)
-            if inside.any():
-                scores[torch.from_numpy(excl_rows[inside]), torch.from_numpy(excl_cols[inside] - lo)] = -torch.inf
-        top_scores, top_items = torch.topk(scores, min(n, hi - lo), dim=1)
-        best_scores.append(top_scores)
-        best_items.append(top_items + lo)
-    merged_scores, where = torch.topk(torch.cat(best_scores, dim=1), n, dim=1)
-    return merged_scores, torch.gather(torch.cat(best_items, dim=1), 1, where)
+
+def _exact_index(vectors: np.ndarray) -> ExactIndex:
+    index = make_index("Exact", dim=vectors.shape[1], metric="ip")
+    assert isinstance(index, ExactIndex)
+    index.add(vectors)
+    return index
 
 
 def serving_model_from_view(view: ServableView, version: str, history_len: int = 50, **options: Any) -> NetServingModel:
     """The serving model of a fitted model's :class:`~turborec.train.ServableView` (vocabularies, training
     histories as seen items and user-tower input, popularity). ``options`` go to :class:`NetServingModel`
     (``pool_size``, a ``ranker``...); ``history_len`` is the window for nets that read the whole history."""
-    own = view.history_len
-    length = own if (own is not None and view.net.uses_history) else history_len
     return NetServingModel(
         view.net.cpu(), view.users, view.items, version=version, seen=(view.seen_offsets, view.seen_items),
-        popularity=view.popularity, history_len=max(int(length), 1), **options,
+        popularity=view.popularity, history_len=tower_history_len(view, history_len), **options,
     )
+
+
+def tower_history_len(view: ServableView, default: int = 50) -> int:
+    """The history window the service feeds the user tower: the net's own, or ``default`` for a net that
+    reads the whole history (EASE) or none."""
+    own = view.history_len
+    return max(int(own if (own is not None and view.net.uses_history) else default), 1)
 
 
 def serving_model_from_recommender(rec: Recommender, version: str, history_len: int = 50,

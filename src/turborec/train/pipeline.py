@@ -22,7 +22,7 @@ from turborec._util.artifact import load_artifact, save_artifact
 from turborec.data.ctr import CTRData
 from turborec.data.interactions import Interactions
 from turborec.errors import ArtifactError, ConfigError, DataError
-from turborec.metrics.ranking import evaluate_ranking
+from turborec.metrics.ranking import evaluate_ranking, top_k_from_scores
 from turborec.models.embeddings import EmbeddingPlan
 from turborec.models.rankers import RankerNet, build_ranker
 from turborec.train.ctr import CTRTrainConfig, fit_ranker
@@ -180,11 +180,8 @@ class TwoStagePipeline:
         for r, ex in enumerate(exclude):
             if len(ex):
                 scores[r, ex] = -np.inf
-        n = min(n, scores.shape[1])
-        part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-        ps = np.take_along_axis(scores, part, axis=1)
-        order = np.argsort(-ps, axis=1, kind="stable")
-        return np.take_along_axis(part, order, axis=1), np.take_along_axis(ps, order, axis=1)
+        top = top_k_from_scores(scores, n)
+        return top, np.take_along_axis(scores, top, axis=1)
 
     def features(self, users: np.ndarray, history: np.ndarray, cands: np.ndarray, cand_scores: np.ndarray) -> CTRData:
         """Rows for every (user, candidate): dense signals + sparse ids. ``history`` [B, L] -1 padded."""

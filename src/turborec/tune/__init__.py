@@ -7,7 +7,7 @@
 
 Pure parts (no model needed): :mod:`.pareto` (operating points, dominance, fronts) and
 :mod:`.objective` (constraints, selection, skip rules). The search: :mod:`.space` (what is
-searched, cheap to expensive), :mod:`.search` (the staged search), :mod:`.replay` /
+searched, cheap to expensive), :mod:`.search` (the staged search), :mod:`turborec.bench.replay` /
 :mod:`.confirm` (latency in-process and over HTTP), :mod:`.accuracy`, :mod:`.report`.
 Everything else is imported lazily, so ``import turborec.tune`` loads no torch.
 """
@@ -20,15 +20,15 @@ from turborec.tune.objective import AccuracyFloor, Bounds, Constraints, Selectio
 from turborec.tune.pareto import OperatingPoint, OperatingPoints, dominates, pareto_front
 
 if TYPE_CHECKING:
+    from turborec.serving.loading import load_tuned_serving_model
     from turborec.tune.results import TuneOptions, TuneResult
     from turborec.tune.run import run_tune
-    from turborec.tune.served import load_tuned_serving_model
 
 _LAZY = {
     "TuneOptions": "turborec.tune.results",
     "TuneResult": "turborec.tune.results",
     "run_tune": "turborec.tune.run",
-    "load_tuned_serving_model": "turborec.tune.served",
+    "load_tuned_serving_model": "turborec.serving.loading",  # what `turborec serve` builds, and the knobs
 }
 
 __all__ = [

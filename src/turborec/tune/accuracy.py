@@ -12,6 +12,7 @@ import torch
 from turborec.backends import Runner
 from turborec.data.interactions import Interactions
 from turborec.retrieval import Index
+from turborec.retrieval.exact import exact_top_k
 from turborec.train.recommender import Recommender
 
 
@@ -78,11 +79,12 @@ def served_ndcg(
         if index is not None:
             ids, _ = index.search(uv, k, exclude=seen)
         else:
-            scores = torch.from_numpy(np.ascontiguousarray(uv, dtype=np.float32)) @ item_vecs.T
             rows = np.repeat(np.arange(len(users)), [len(s) for s in seen])
             cols = np.concatenate(seen) if seen else np.zeros(0, dtype=np.int64)
-            scores[torch.from_numpy(rows), torch.from_numpy(cols)] = -torch.inf
-            ids = torch.topk(scores, min(k, scores.shape[1]), dim=1).indices.numpy()
+            with torch.inference_mode():
+                _, best = exact_top_k(torch.from_numpy(np.ascontiguousarray(uv, dtype=np.float32)), item_vecs, k,
+                                      rows, cols)
+            ids = best.numpy()
         tops.append(ids)
     top = np.concatenate(tops) if tops else np.zeros((0, k), dtype=np.int64)
     return ndcg_at_k(top, eval_set.truth, eval_set.users, k)

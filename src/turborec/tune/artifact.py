@@ -5,8 +5,8 @@ It is a normal ``retrieval`` artifact (``turborec.load`` reads it, or the tune f
 estimators ignore the extra config section). ``config.serving`` holds the
 :class:`~turborec.tune.space.ServingKnobs` (backend, index spec, max_batch, max_wait_ms,
 executor) plus the SLO and rate it was tuned for; ``index/`` holds the built index when the
-configuration uses one. :func:`turborec.tune.served.load_tuned_serving_model` rebuilds the
-exact serving path from it.
+configuration uses one. :func:`turborec.serving.loading.load_tuned_serving_model` (what ``turborec serve``
+builds) rebuilds the exact serving path from it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 from turborec._util.artifact import load_artifact, save_artifact
 from turborec.retrieval import Index
+from turborec.serving.knobs import INDEX_DIR, SERVING_KEY
 from turborec.train.recommender import Recommender
-from turborec.tune.served import INDEX_DIR, SERVING_KEY
 from turborec.tune.space import ServingKnobs
 
 

@@ -1,9 +1,8 @@
 """Confirmation over HTTP: the candidate saved as an artifact, served by a fresh server process on
 127.0.0.1, loaded by the open-loop generator (``turborec.bench.loadgen``) in another process.
 
-The server process rebuilds the model from the artifact (:func:`~turborec.tune.served.load_tuned_serving_model`)
-and runs ``turborec.serving.server.run_server``, the path ``turborec serve`` takes (the default lean
-HTTP front end), with the candidate's micro-batching and admission settings. Nothing of the search
+The server process is ``turborec serve ARTIFACT`` itself (the default lean HTTP front end, the model built
+as for any artifact), with the candidate's micro-batching and admission settings and fixed tiers. Nothing of the search
 process (its many models, sessions and threads) shares that process, and the artifact round trip
 is checked on the way. Latency is from each request's scheduled send time.
 """
@@ -20,8 +19,8 @@ import numpy as np
 
 from turborec.bench.loadgen import LoadSpec, run_load_subprocess
 from turborec.bench.process import start_http_server, stop_process
-from turborec.serving.settings import ServeSettings
-from turborec.tune.replay import LatencyStats, RequestMix
+from turborec.bench.replay import LatencyStats, RequestMix
+from turborec.serving.settings import ENV_PREFIX, ServeSettings
 
 START_TIMEOUT_S = 180.0
 
@@ -35,9 +34,11 @@ def free_port() -> int:
 def start_server(artifact: Path, settings: ServeSettings, port: int) -> subprocess.Popen[bytes]:
     """A server process for ``artifact`` on 127.0.0.1:``port``; returns once /healthz answers."""
 
-    args = [sys.executable, "-m", "turborec.tune._server", str(artifact), str(port), str(settings.slo_p99_ms),
-            str(settings.max_batch), str(settings.max_wait_ms), settings.executor, str(settings.shed_at)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "turborec.cli.main", "serve", str(artifact), "--host", "127.0.0.1",
+            "--port", str(port), "--slo-p99-ms", str(settings.slo_p99_ms), "--max-batch", str(settings.max_batch),
+            "--max-wait-ms", str(settings.max_wait_ms), "--no-adaptive-tiers"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", ENV_PREFIX + "EXECUTOR": settings.executor,
+           ENV_PREFIX + "SHED_AT": str(settings.shed_at), ENV_PREFIX + "HTTP": "lean"}
     return start_http_server(args, port, env=env, timeout_s=START_TIMEOUT_S, name=f"the server for {artifact}")
 
 

@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from turborec.bench.replay import LatencyStats
 from turborec.errors import ConfigError
 from turborec.tune.objective import AccuracyFloor, Constraints, Selection
 from turborec.tune.pareto import OperatingPoint
-from turborec.tune.replay import LatencyStats
 from turborec.tune.space import Candidate
 
 MEASURED, SKIPPED, UNSUPPORTED = "measured", "skipped", "unsupported"

@@ -21,8 +21,10 @@ from typing import Any
 
 from turborec._util.progress import bar as progress_bar
 from turborec.backends import Runner
+from turborec.bench.replay import RequestMix, replay
 from turborec.data.splits import Split
 from turborec.retrieval import Index
+from turborec.serving.accelerated import build_index, build_serving_model, user_tower_runner
 from turborec.serving.settings import ServeSettings
 from turborec.train.recommender import Recommender
 from turborec.tune.accuracy import EvalSet, served_ndcg
@@ -30,9 +32,7 @@ from turborec.tune.artifact import save_tuned
 from turborec.tune.confirm import confirm_over_http
 from turborec.tune.objective import Bounds, Constraints, Selection, better, select, skip_reason
 from turborec.tune.pareto import ALL_OBJECTIVES, OperatingPoints
-from turborec.tune.replay import RequestMix, replay
 from turborec.tune.results import MEASURED, SKIPPED, UNSUPPORTED, Record, TuneOptions, TuneResult
-from turborec.tune.served import build_index, build_serving_model, user_tower_runner
 from turborec.tune.space import Candidate, ModelVariant, SearchSpace, ServingKnobs, index_nbytes, no_faster_than
 from turborec.tune.variants import build_variant, weights_mb
 

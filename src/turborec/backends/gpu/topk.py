@@ -1,7 +1,8 @@
 """Exact top-K by inner product over large catalogs: blocked PyTorch and a two-pass Triton path.
 
-- :func:`topk_blocked` (any device): score a block of items, keep its top-K, merge with the
-  running top-K. Memory stays O(Q * item_chunk); it is the CPU path and the exact fallback.
+- :func:`topk_blocked` (any device): :func:`turborec.retrieval.exact.exact_top_k`, the package's one
+  exact top-K (score a block of items, keep its top-K, merge with the running top-K; memory
+  O(Q * item_chunk)); it is the CPU path and the exact fallback.
 - :func:`exact_topk` on CUDA with Triton: a threshold from chunk maxima over a sample of the
   items, then one fused pass that scores every item and keeps only those at or above the
   threshold (``_topk_kernels``), then ``torch.topk`` over the candidates. The full score
@@ -21,6 +22,7 @@ import torch
 
 from turborec.backends.gpu._device import next_power_of_2, use_triton_for
 from turborec.errors import ConfigError, DataError
+from turborec.retrieval.exact import exact_top_k
 
 MAX_TRITON_K = 4096  # larger k: the candidate buffers would hold much of the catalog; use topk_blocked
 THRESHOLD_SLACK = 1e-4  # relative; absorbs rounding differences between the two passes' tile sums
@@ -66,18 +68,7 @@ def topk_blocked(
     rounds the scores like a plain ``q @ items.T`` in bf16 would.
     """
     k = _check(queries, items, k)
-    q = queries.to(score_dtype)
-    best_scores = torch.full((q.shape[0], 0), float("-inf"), device=q.device)
-    best_pos = torch.empty((q.shape[0], 0), dtype=torch.long, device=q.device)
-    for start in range(0, items.shape[0], item_chunk):
-        block = items[start : start + item_chunk].to(score_dtype)
-        scores = (q @ block.T).float()
-        top_scores, top_pos = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-        merged_scores = torch.cat([best_scores, top_scores], dim=1)
-        merged_pos = torch.cat([best_pos, top_pos + start], dim=1)
-        best_scores, order = torch.topk(merged_scores, min(k, merged_scores.shape[1]), dim=1)
-        best_pos = torch.gather(merged_pos, 1, order)
-    return best_scores, best_pos
+    return exact_top_k(queries, items, k, item_chunk=item_chunk, score_dtype=score_dtype)
 
 
 @dataclass
