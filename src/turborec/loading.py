@@ -41,11 +41,15 @@ Loaded: TypeAlias = Recommender | TwoStagePipeline | LoadedRanker
 
 
 def _retrieval(path: Path, device: str) -> Recommender:
-    return load_recommender(path, device=device, hooks=TransformReplay())
+    rec = load_recommender(path, device=device, hooks=TransformReplay())
+    rec.servable()  # its parts agree (ServableView.validate): checked once here, for every consumer
+    return rec
 
 
 def _pipeline(path: Path, device: str) -> TwoStagePipeline:
-    return TwoStagePipeline.load(path, device=device, hooks=TransformReplay())
+    pipe = TwoStagePipeline.load(path, device=device, hooks=TransformReplay())
+    pipe.retriever.servable()
+    return pipe
 
 
 def _ranker(path: Path, device: str) -> LoadedRanker:

@@ -28,7 +28,7 @@ OUTPUT_NAME = "output"
 DEFAULT_OPSET = 17
 
 
-class _Positional(nn.Module):
+class PositionalInputs(nn.Module):
     """Calls the wrapped module with keyword inputs from positional ones (the exporter passes positions)."""
 
     def __init__(self, module: nn.Module, names: Sequence[str]) -> None:
@@ -51,7 +51,7 @@ def export_onnx(module: nn.Module, example_inputs: Mapping[str, np.ndarray], ops
     was_training = module.training
     # the exporter restores the *wrapper's* train/eval mode afterwards, recursively: a fresh wrapper is
     # in training mode and would switch dropout in the caller's module back on
-    wrapper = _Positional(with_float_linears(module), names).eval()
+    wrapper = PositionalInputs(with_float_linears(module), names).eval()
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter warns about its own deprecation and about traced shapes
         try:
@@ -161,4 +161,4 @@ class _DropPreprocessAdvice(logging.Filter):
         return "pre-processing before quantization" not in record.getMessage()
 
 
-__all__ = ["DEFAULT_OPSET", "OUTPUT_NAME", "export_onnx", "gemm_to_matmul", "quantize_int8"]
+__all__ = ["DEFAULT_OPSET", "OUTPUT_NAME", "PositionalInputs", "export_onnx", "gemm_to_matmul", "quantize_int8"]

@@ -128,7 +128,7 @@ def _compress(args: argparse.Namespace) -> int:
     if student is not None and not hasattr(type(student), "aux_loss"):
         raise ConfigError(f"--distill: {teacher.name} models take no distillation term (two-tower does)")
     if not spec.empty:
-        spec.check(student._build_net(teacher.dims()) if student is not None else teacher.net)
+        spec.check(student.unfitted_net(teacher.dims()) if student is not None else teacher.net)
     if (distill or spec.finetune_epochs) and not args.data:
         raise ConfigError("--distill and --finetune train on data: give --data (and --format if not movielens)")
     # all checked: now the work

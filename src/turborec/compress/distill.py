@@ -110,7 +110,7 @@ def student_estimator(teacher: Recommender, **sizes: Any) -> Recommender:
         raise NotFittedError("the teacher is not fitted")
     config = smaller_config(teacher.config, sizes)
     student = type(teacher)(config, teacher.train_config)
-    mine, theirs = _param_count(student._build_net(teacher.dims())), _param_count(teacher.net)
+    mine, theirs = _param_count(student.unfitted_net(teacher.dims())), _param_count(teacher.net)
     if mine >= theirs and theirs > 0:
         raise ConfigError(f"student: {sizes} gives {mine:,} parameters, the teacher has {theirs:,}; nothing is smaller")
     return student

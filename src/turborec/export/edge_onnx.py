@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from turborec._util.optional import require
-from turborec.backends.onnx_export import _Positional, gemm_to_matmul
+from turborec.backends.onnx_export import PositionalInputs, gemm_to_matmul
 from turborec.errors import ConfigError
 from turborec.models.compact_linear import with_float_linears
 
@@ -42,7 +42,7 @@ def export_graph(
     names = list(inputs)
     args = tuple(torch.from_numpy(np.array(inputs[n], copy=True)) for n in names)
     buffer = io.BytesIO()
-    wrapper = _Positional(with_float_linears(module), names).eval()  # a compressed net's int8 MLP as floats
+    wrapper = PositionalInputs(with_float_linears(module), names).eval()  # a compressed net's int8 MLP as floats
     was_training = module.training
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # deprecation and traced-shape warnings of the exporter

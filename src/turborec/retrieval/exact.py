@@ -126,23 +126,30 @@ class ExactIndex(Index):
                 self._sq_norms = np.einsum("ij,ij->i", self.vectors(), self.vectors())
             offset = -torch.from_numpy(self._sq_norms)
         nq = queries.shape[0]
-        out_pos = np.empty((nq, k), dtype=np.int64)
-        out_scores = np.empty((nq, k), dtype=np.float32)
-        if len(rows):
+        if nq <= self._query_batch:  # one batch (a service's): no per-batch split of the exclusions
+            parts = [self._top_k_batch(queries, k, catalog, offset, rows, cols)]
+        else:
             by_row = np.argsort(rows, kind="stable")
             rows, cols = rows[by_row], cols[by_row]
-        for q0 in range(0, nq, self._query_batch):
-            q1 = min(q0 + self._query_batch, nq)
-            q = torch.from_numpy(queries[q0:q1])
-            lo, hi = np.searchsorted(rows, [q0, q1]) if len(rows) else (0, 0)
-            with torch.inference_mode():
-                scores, pos = exact_top_k(2.0 * q if offset is not None else q, catalog, k, rows[lo:hi] - q0,
-                                          cols[lo:hi], item_chunk=self._item_chunk, item_offset=offset)
-            out_pos[q0:q1], out_scores[q0:q1] = pos.numpy(), scores.numpy()
+            parts = []
+            for q0 in range(0, nq, self._query_batch):
+                q1 = min(q0 + self._query_batch, nq)
+                lo, hi = np.searchsorted(rows, [q0, q1])
+                parts.append(self._top_k_batch(queries[q0:q1], k, catalog, offset, rows[lo:hi] - q0, cols[lo:hi]))
+        out_pos = parts[0][0] if len(parts) == 1 else np.concatenate([p for p, _ in parts])
+        out_scores = parts[0][1] if len(parts) == 1 else np.concatenate([s for _, s in parts])
         out_pos[~np.isfinite(out_scores)] = -1  # an excluded item can only sit in a slot scored -inf
         if offset is not None:
             out_scores -= np.einsum("ij,ij->i", queries, queries)[:, None]
         return out_pos, out_scores
+
+    def _top_k_batch(self, queries: np.ndarray, k: int, catalog: torch.Tensor, offset: torch.Tensor | None,
+                     rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        q = torch.from_numpy(queries)
+        with torch.inference_mode():
+            scores, pos = exact_top_k(2.0 * q if offset is not None else q, catalog, k, rows, cols,
+                                      item_chunk=self._item_chunk, item_offset=offset)
+        return pos.numpy(), scores.numpy()
 
     def _payload(self) -> tuple[dict[str, np.ndarray], ExtraWriter | None]:
         return {"vectors": self.vectors()}, None

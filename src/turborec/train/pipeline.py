@@ -25,6 +25,7 @@ from turborec.errors import ArtifactError, ConfigError, DataError
 from turborec.metrics.ranking import evaluate_ranking, top_k_from_scores
 from turborec.models.embeddings import EmbeddingPlan
 from turborec.models.rankers import RankerNet, build_ranker
+from turborec.train._features import blend, cooc_features, cooccurrence, neighbour_table
 from turborec.train.ctr import CTRTrainConfig, fit_ranker
 from turborec.train.history import pad_lists
 from turborec.train.recommender import LoadHooks, Recommender, load
@@ -63,88 +64,6 @@ class PipelineConfig:
             raise ConfigError(f"n_candidates must be positive, got {self.n_candidates}")
         if not self.blend_weights or any(not 0.0 <= w <= 1.0 for w in self.blend_weights):
             raise ConfigError(f"blend_weights must be non-empty weights in [0, 1], got {self.blend_weights}")
-
-
-def _cooccurrence(x: sp.csr_matrix, keep: int) -> sp.csr_matrix:
-    """Cosine-normalised item-item co-occurrence, top ``keep`` neighbours per item."""
-    xb = x.copy()
-    xb.data[:] = 1.0
-    c = (xb.T @ xb).tocsr().astype(np.float32)
-    c.setdiag(0)
-    c.eliminate_zeros()
-    pop = np.asarray(xb.sum(0)).ravel().astype(np.float32)
-    norm = 1.0 / np.sqrt(np.maximum(pop, 1.0))
-    c = sp.diags(norm) @ c @ sp.diags(norm)
-    c = c.tocsr()
-    if keep > 0:
-        rows, cols, vals = [], [], []
-        for i in range(c.shape[0]):
-            lo, hi = c.indptr[i], c.indptr[i + 1]
-            if hi - lo > keep:
-                sel = np.argpartition(-c.data[lo:hi], keep - 1)[:keep] + lo
-            else:
-                sel = np.arange(lo, hi)
-            rows.append(np.full(len(sel), i))
-            cols.append(c.indices[sel])
-            vals.append(c.data[sel])
-        c = sp.csr_matrix(
-            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=c.shape, dtype=np.float32
-        )
-    return c
-
-
-def _neighbour_table(cooc: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """``cooc`` as padded rows: neighbours int64 [n + 1, K] and values float32 [n + 1, K]. Padding (and the
-    extra last row, which history padding maps to) points at the sentinel column ``n``, which no candidate has."""
-    n = cooc.shape[0]
-    lens = np.diff(cooc.indptr)
-    width = max(int(lens.max(initial=0)), 1)
-    neighbours = np.full((n + 1, width), n, dtype=np.int64)
-    values = np.zeros((n + 1, width), dtype=np.float32)
-    rows = np.repeat(np.arange(n), lens)
-    pos = np.arange(len(cooc.indices)) - np.repeat(cooc.indptr[:-1], lens)
-    neighbours[rows, pos] = cooc.indices
-    values[rows, pos] = cooc.data
-    return neighbours, values
-
-
-def _cooc_features(
-    table: tuple[np.ndarray, np.ndarray] | None, history: np.ndarray, hist_mask: np.ndarray, cands: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sum and max over each row's history items h of ``cooc[h, candidate]`` (0 where absent): [B, C] each.
-
-    ``table``: :func:`_neighbour_table` of the co-occurrence matrix. One gather of the history items'
-    neighbour rows for the whole batch, then a lookup of each neighbour's candidate slot (no per-row
-    sparse slicing); sums run in history order, as a row-wise sum of the sparse block does.
-    """
-    b, c = cands.shape
-    cooc_sum = np.zeros((b, c), dtype=np.float32)
-    cooc_max = np.zeros((b, c), dtype=np.float32)
-    if table is None or c == 0 or not hist_mask.any():
-        return cooc_sum, cooc_max
-    neighbours, values = table
-    n_slots = neighbours.shape[0]  # n_items + 1: the last column is the sentinel
-    chunk = max(1, min(b, (1 << 22) // n_slots))  # bounds the [chunk, n_items + 1] slot table
-    slot = np.full(chunk * n_slots, -1, dtype=np.int32)
-    hist_rows = np.where(hist_mask, history, n_slots - 1)
-    for lo in range(0, b, chunk):
-        hi = min(lo + chunk, b)
-        base = (np.arange(hi - lo, dtype=np.int64) * n_slots)[:, None]
-        cand_keys = base + cands[lo:hi]
-        slot[cand_keys] = np.arange(c, dtype=np.int32)
-        nb = neighbours[hist_rows[lo:hi]]  # [b', L, K]
-        s = slot.take(nb + base[:, :, None])
-        hit = np.flatnonzero(s >= 0)  # flat order is (row, history position, neighbour)
-        if len(hit):
-            # flat [B, C] position of each hit; torch's scatters are several times faster than ufunc.at
-            key = torch.from_numpy(hit // (nb.shape[1] * nb.shape[2]) * c + s.ravel()[hit])
-            v = torch.from_numpy(values[hist_rows[lo:hi]].ravel()[hit])
-            flat_sum = torch.from_numpy(cooc_sum[lo:hi]).view(-1)
-            flat_sum.index_add_(0, key, v)
-            flat_max = torch.from_numpy(cooc_max[lo:hi]).view(-1)
-            flat_max.scatter_reduce_(0, key, v, "amax")
-        slot[cand_keys] = -1
-    return cooc_sum, cooc_max
 
 
 class TwoStagePipeline:
@@ -215,7 +134,7 @@ class TwoStagePipeline:
         padded = np.where(hist_mask, np.float32(0), np.float32(-np.inf))
         sim_max = np.where(hist_len[:, None] > 0, (sims + padded[:, :, None]).max(1), 0.0)
         sim_mean = sims.sum(1) / np.maximum(hist_len[:, None], 1)
-        cooc_sum, cooc_max = _cooc_features(self._cooc_table(), history, hist_mask, cands)
+        cooc_sum, cooc_max = cooc_features(self._cooc_table(), history, hist_mask, cands)
         rank = np.broadcast_to(np.log1p(np.arange(c, dtype=np.float32)), (b, c))
         finite = np.where(np.isfinite(cand_scores), cand_scores, 0.0)
         dense = np.stack(
@@ -241,7 +160,7 @@ class TwoStagePipeline:
             return None
         table = self.__dict__.get("_cooc_rows")
         if table is None or table[0] is not self.cooc:
-            table = (self.cooc, _neighbour_table(self.cooc))
+            table = (self.cooc, neighbour_table(self.cooc))
             self.__dict__["_cooc_rows"] = table
         return table[1]
 
@@ -263,7 +182,7 @@ class TwoStagePipeline:
         cfg = self.config
         x = train.to_csr()
         self.item_pop = np.asarray((x > 0).sum(0)).ravel().astype(np.float32)
-        self.cooc = _cooccurrence(x, cfg.cooc_neighbors) if cfg.cooc_neighbors > 0 else None
+        self.cooc = cooccurrence(x, cfg.cooc_neighbors) if cfg.cooc_neighbors > 0 else None
         valid_csr = valid.to_csr()
         users = np.flatnonzero(np.diff(valid_csr.indptr) > 0)
         rng = np.random.default_rng(cfg.seed)
@@ -281,11 +200,11 @@ class TwoStagePipeline:
         result = fit_ranker(self.ranker, parts[0], parts[1] if len(parts[1]) else None, tcfg)
         self.metrics["ranker_valid_auc"] = result.best_valid_auc
         if cut < len(users):
-            self._choose_blend(parts[1], labelled[1][1], np.diff(valid_csr.indptr)[users[cut:]])
+            self._chooseblend(parts[1], labelled[1][1], np.diff(valid_csr.indptr)[users[cut:]])
         return self
 
     @torch.no_grad()
-    def _choose_blend(self, held_out: CTRData, scores: np.ndarray, n_positives: np.ndarray) -> None:
+    def _chooseblend(self, held_out: CTRData, scores: np.ndarray, n_positives: np.ndarray) -> None:
         """Pick ``ranker_weight`` from ``config.blend_weights`` by NDCG@10 of the held-out users' validation
         items (items outside the candidates count as missed); ties go to the smaller weight.
 
@@ -293,14 +212,14 @@ class TwoStagePipeline:
         candidates' retrieval scores, ``n_positives`` [U] each user's validation item count."""
         assert self.ranker is not None and held_out.label is not None
         raw = self.ranker(torch.from_numpy(held_out.dense), torch.from_numpy(held_out.sparse)).float().numpy()
-        logits = _blend(scores, raw.reshape(scores.shape), 1.0)  # the ranker alone, as rank_candidates scores it
+        logits = blend(scores, raw.reshape(scores.shape), 1.0)  # the ranker alone, as rank_candidates scores it
         labels = held_out.label.reshape(scores.shape).astype(np.float64)
         k = min(10, scores.shape[1])
         discount = 1.0 / np.log2(np.arange(2, k + 2))
         ideal = np.cumsum(discount)[np.minimum(n_positives, k) - 1]
         best = (-1.0, 0.0)
         for w in sorted(self.config.blend_weights):
-            order = np.argsort(-_blend(scores, logits, w), axis=1, kind="stable")[:, :k]
+            order = np.argsort(-blend(scores, logits, w), axis=1, kind="stable")[:, :k]
             ndcg = float((np.take_along_axis(labels, order, axis=1) @ discount / ideal).mean())
             self.metrics[f"blend_ndcg@10_w{w:g}"] = ndcg
             if ndcg > best[0] + 1e-12:
@@ -350,7 +269,7 @@ class TwoStagePipeline:
         dense, sparse = self.feature_arrays(users, history, cands, cand_scores)
         logits = net(torch.from_numpy(dense), torch.from_numpy(sparse)).float().numpy()
         logits = logits.reshape(cands.shape)
-        return _blend(cand_scores, logits, self.ranker_weight)
+        return blend(cand_scores, logits, self.ranker_weight)
 
     def recommend(self, user_ids: Sequence[Any] | Any, N: int = 10, filter_already_liked_items: bool = True,
                   n_candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -460,24 +379,3 @@ class TwoStagePipeline:
             raise ArtifactError(f"{path}: cannot rebuild the pipeline ({exc})") from exc
         pipe.metrics = art.metrics
         return pipe
-
-
-def _zscore(x: np.ndarray, finite: np.ndarray) -> np.ndarray:
-    n = np.maximum(finite.sum(1, keepdims=True), 1)
-    v = np.where(finite, x, 0.0)
-    mean = v.sum(1, keepdims=True) / n
-    std = np.sqrt((np.where(finite, v - mean, 0.0) ** 2).sum(1, keepdims=True) / n)
-    return (v - mean) / np.maximum(std, 1e-12)
-
-
-def _blend(retrieval: np.ndarray, logits: np.ndarray, ranker_weight: float) -> np.ndarray:
-    """``w * z(logits) + (1 - w) * z(retrieval)``, z-scored over each row's finite candidates; at w = 1 the
-    logits as they are (no rescaling), and -inf where the retrieval score is not finite."""
-    finite = np.isfinite(retrieval)
-    if ranker_weight >= 1.0:
-        out = logits.astype(np.float32, copy=False)
-    else:
-        out = (ranker_weight * _zscore(logits, finite) + (1.0 - ranker_weight) * _zscore(retrieval, finite)).astype(
-            np.float32
-        )
-    return np.where(finite, out, -np.inf).astype(np.float32)

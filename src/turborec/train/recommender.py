@@ -164,6 +164,11 @@ class Recommender(abc.ABC):
     @abc.abstractmethod
     def _build_net(self, dims: Mapping[str, int]) -> RetrievalNet: ...
 
+    def unfitted_net(self, dims: Mapping[str, int]) -> RetrievalNet:
+        """A fresh network of this estimator's configuration for ``dims`` (a fitted model's ``dims()``):
+        what ``fit`` would train, e.g. to size a compressed or distilled variant before training it."""
+        return self._build_net(dims)
+
     @abc.abstractmethod
     def _fit(self, train: Interactions, valid: Interactions | None) -> None: ...
 
