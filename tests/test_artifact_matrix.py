@@ -244,15 +244,18 @@ def test_cell(world: World, kind: str, consumer: str, capsys: pytest.CaptureFixt
 
 @pytest.mark.parametrize("kind", ["int8", "pruned", "distilled", "tuned"])
 def test_compressed_models_score_as_compress_load_does(world: World, kind: str) -> None:
-    """``turborec.load`` gives a compressed model the NDCG that ``turborec.compress.load`` gives it."""
+    """``turborec.load`` gives a compressed model the NDCG that ``turborec.compress.load`` gives it, which is
+    the NDCG of the compressed model that was saved."""
     path = world.built[kind].path
     split = world.split
     via_load = turborec.load(path)
     via_compress = compress_load(path / "model" if kind == "tuned" else path)
     assert isinstance(via_load, Recommender) and isinstance(via_compress, Recommender)
+    assert via_load.transforms == via_compress.transforms and (kind == "distilled" or via_load.transforms)
     a = via_load.evaluate(split.test, exclude=[split.valid], ks=(10,)).metrics["ndcg@10"]
     b = via_compress.evaluate(split.test, exclude=[split.valid], ks=(10,)).metrics["ndcg@10"]
-    assert a == b and a > 0
+    saved = world.built[kind].model.evaluate(split.test, exclude=[split.valid], ks=(10,)).metrics["ndcg@10"]
+    assert a == b == saved and a > 0
 
 
 def test_a_folder_that_is_no_artifact_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

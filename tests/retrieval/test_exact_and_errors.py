@@ -147,3 +147,25 @@ def test_corrupted_or_foreign_artifacts_raise(tmp_path, catalog: np.ndarray) -> 
     (other / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="malformed"):
         load_index(other)
+
+
+def test_search_positions_excludes_pairs_like_search_excludes_ids() -> None:
+    """The service's call (exclusions as (query, position) pairs) answers what ``search`` answers with the same
+    exclusions as per-query id lists -- through ExactIndex's own path and through the base class's
+    default (what a FAISS index serves with)."""
+    from turborec.retrieval import Index
+
+    rng = np.random.default_rng(3)
+    catalog = rng.standard_normal((500, 8)).astype(np.float32)
+    queries = rng.standard_normal((7, 8)).astype(np.float32)
+    index = make_index("Exact|query_batch=3", dim=8)
+    index.add(catalog)
+    per_query = [rng.choice(500, size=n, replace=False) for n in (0, 5, 40, 1, 0, 499, 12)]
+    rows = np.repeat(np.arange(7), [len(p) for p in per_query])
+    cols = np.concatenate(per_query).astype(np.int64)
+    want_ids, want_scores = index.search(queries, 20, exclude=per_query)
+    for got_pos, got_scores in (index.search_positions(queries, 20, rows, cols),
+                                Index.search_positions(index, queries, 20, rows, cols)):
+        np.testing.assert_array_equal(got_pos, want_ids)  # identity ids: positions are ids
+        np.testing.assert_allclose(got_scores, want_scores, rtol=1e-6)
+    assert (want_ids[5] >= 0).sum() == 1 and np.isinf(want_scores[5][1:]).all()  # one item left for query 5

@@ -33,7 +33,7 @@ def test_tuned_index_is_served_and_plain_artifacts_stay_exact(rec: Recommender, 
     knobs = ServingKnobs(index="Flat", max_batch=8)
     # an index over the negated catalog: if the service answers through the saved index it returns the
     # catalog's worst items for every user, which no exact scoring would
-    vectors = plain._item_vecs.numpy()
+    vectors = plain.exact.vectors()
     index = build_index(knobs.index, -vectors)
     tuned = load_serving_model(save_tuned(tmp_path / "tuned", rec, knobs, index=index))
     assert isinstance(tuned, NetServingModel) and tuned.index is not tuned.exact
@@ -58,7 +58,7 @@ def test_an_ivf_index_steps_down_to_a_quarter_of_its_probes_not_to_an_exact_pool
     knobs = ServingKnobs(index="IVF16,Flat|nprobe=8", max_batch=8)
     plain = load_serving_model(rec.save(tmp_path / "plain"))
     assert isinstance(plain, NetServingModel)
-    index = build_index(knobs.index, plain._item_vecs.numpy())
+    index = build_index(knobs.index, plain.exact.vectors())
     tuned = load_serving_model(save_tuned(tmp_path / "ivf", rec, knobs, index=index))
     assert isinstance(tuned, NetServingModel) and tuned.index is not tuned.exact
     assert tuned.tiers == (Tier.FULL, Tier.FEWER_CANDIDATES, Tier.POPULAR)
@@ -67,7 +67,7 @@ def test_an_ivf_index_steps_down_to_a_quarter_of_its_probes_not_to_an_exact_pool
     queries = [Query(str(u), k=10) for u in list(rec.users.ids)[:40]]
     fewer = tuned.recommend_batch(queries, Tier.FEWER_CANDIDATES).results
     two = load_serving_model(save_tuned(tmp_path / "ivf2", rec, knobs.with_(index="IVF16,Flat|nprobe=2"),
-                                        index=build_index("IVF16,Flat|nprobe=2", plain._item_vecs.numpy())))
+                                        index=build_index("IVF16,Flat|nprobe=2", plain.exact.vectors())))
     assert [r.items for r in fewer] == [r.items for r in two.recommend_batch(queries, Tier.FULL).results]
     assert all(len(r.items) == 10 and np.all(np.isfinite(r.scores)) for r in fewer)
     assert tuned.index.params == {"nprobe": 8}  # the tuned effort is restored after the search
