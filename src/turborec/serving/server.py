@@ -24,6 +24,7 @@ from turborec.serving.metrics import ServiceMetrics
 from turborec.serving.model import ServingModel
 from turborec.serving.service import RecommendService
 from turborec.serving.settings import ServeSettings
+from turborec.serving.sockets import reuse_port_socket
 from turborec.serving.stores.open import open_store
 
 
@@ -106,8 +107,6 @@ def run_server(settings: ServeSettings, model: ServingModel | None = None, *, wo
             if on_ready is not None:
                 _call_when_started(server, on_ready)
             if settings.workers > 1:  # the port is shared with the other workers
-                from turborec.serving.workers import reuse_port_socket
-
                 server.run(sockets=[reuse_port_socket(settings.host, settings.port)])
             else:
                 server.run()

@@ -44,7 +44,6 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -55,6 +54,7 @@ from typing import Any
 
 from turborec.errors import ConfigError
 from turborec.serving.settings import ServeSettings
+from turborec.serving.sockets import reuse_port_socket
 
 log = logging.getLogger("turborec.serving")
 
@@ -62,22 +62,6 @@ METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when a wor
 START_TIMEOUT_S = 300.0
 QUICK_DEATH_S = 10.0
 MAX_QUICK_DEATHS = 5
-
-
-def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` with SO_REUSEPORT (not listening)."""
-    if not hasattr(socket, "SO_REUSEPORT"):
-        raise ConfigError("--workers needs SO_REUSEPORT (Linux, macOS, BSD)")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot bind {host}:{port}: {exc.strerror or exc}") from None
-    return sock
 
 
 def _worker_main(settings: ServeSettings, index: int, metrics_dir: Path, ready: Any) -> None:

@@ -1,5 +1,6 @@
 """Nothing outside ``turborec.train`` reaches into its private names (the service consumes
-``Recommender.servable()`` and public verbs; import-linter keeps ``train``'s private modules private)."""
+``Recommender.servable()`` and public verbs; import-linter keeps ``train``'s private modules private), and the
+serving modules import one another one way."""
 
 from __future__ import annotations
 
@@ -38,3 +39,17 @@ def test_no_private_train_name_is_used_outside_train() -> None:
                     and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
                 found.append(f"{path.relative_to(SRC)}:{node.lineno} calls .{node.attr}")
     assert not found, "\n".join(found)
+
+
+def test_no_import_cycle_among_serving_modules() -> None:
+    """Each serving module's imports (direct or not, lazy ones included) never lead back to it."""
+    import grimp
+
+    graph = grimp.build_graph("turborec")
+    serving = sorted(m for m in graph.modules if m.startswith(("turborec.serving.", "turborec.loading")))
+    assert "turborec.serving.net_model" in serving
+    cycles = [
+        (m, sorted(graph.find_upstream_modules(m) & graph.find_downstream_modules(m) & set(serving)))
+        for m in serving
+    ]
+    assert not [c for c in cycles if c[1]], cycles
