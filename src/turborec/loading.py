@@ -23,11 +23,11 @@ from typing import Any, TypeAlias
 
 from turborec._util.artifact import MANIFEST, artifact_root, load_artifact
 from turborec.compress import TransformReplay
+from turborec.compress import load as load_with_transforms
 from turborec.errors import ArtifactError
-from turborec.train.ctr import RANKER_KIND, LoadedRanker, load_ranker
+from turborec.train.ctr import RANKER_KIND, LoadedRanker
 from turborec.train.pipeline import TwoStagePipeline
 from turborec.train.recommender import Recommender
-from turborec.train.recommender import load as load_recommender
 
 RETRIEVAL, PIPELINE, RANKER = "retrieval", "pipeline", RANKER_KIND
 KIND_NAMES = {  # kind -> (what a command takes, what one artifact is)
@@ -41,19 +41,21 @@ Loaded: TypeAlias = Recommender | TwoStagePipeline | LoadedRanker
 
 
 def _retrieval(path: Path, device: str) -> Recommender:
-    rec = load_recommender(path, device=device, hooks=TransformReplay())
+    rec = load_with_transforms(path, device=device)  # any compression replayed
+    assert isinstance(rec, Recommender)
     rec.servable()  # its parts agree (ServableView.validate): checked once here, for every consumer
     return rec
 
 
 def _pipeline(path: Path, device: str) -> TwoStagePipeline:
-    pipe = TwoStagePipeline.load(path, device=device, hooks=TransformReplay())
+    pipe = TwoStagePipeline.load(path, device=device, hooks=TransformReplay())  # a compressed retriever too
     pipe.retriever.servable()
     return pipe
 
 
 def _ranker(path: Path, device: str) -> LoadedRanker:
-    loaded = load_ranker(path, hooks=TransformReplay())
+    loaded = load_with_transforms(path)  # rankers load on the CPU
+    assert isinstance(loaded, LoadedRanker)
     loaded.model.to(device)
     return loaded
 
