@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from turborec.backends.tracing import traced_for_inference
-from turborec.serving.net_model import NetServingModel, serving_model_from_recommender
+from turborec.serving.net_model import NetServingModel, serving_model_from_view
 from turborec.train.pipeline import TwoStagePipeline
 
 
@@ -58,15 +58,14 @@ class PipelineRanker:
 def _ranker_examples(pipeline: TwoStagePipeline) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The ranker's (dense, sparse) inputs as the serving path builds them, for a few users (one anonymous,
     one with an empty history) and candidate counts."""
-    rec = pipeline.retriever
-    assert rec.users is not None and rec.items is not None
-    n_users, n_items = len(rec.users), len(rec.items)
+    view = pipeline.retriever.servable()
+    n_users, n_items = len(view.users), len(view.items)
     rng = np.random.default_rng(0)
     out = []
     for size, n_cand in ((3, min(n_items, 20)), (1, min(n_items, 7)), (4, min(n_items, 50))):
         users = rng.integers(0, n_users, size) if n_users else np.full(size, -1)
         users[-1] = -1
-        hist = rec.user_histories(np.maximum(users, 0))
+        hist = view.recent_items(np.maximum(users, 0))
         hist[-1] = -1
         cands = np.stack([rng.permutation(n_items)[:n_cand] for _ in range(size)]).astype(np.int64)
         scores = np.sort(rng.standard_normal((size, n_cand)).astype(np.float32), axis=1)[:, ::-1].copy()
@@ -86,15 +85,14 @@ def serving_model_from_pipeline(
 ) -> NetServingModel:
     """Adapt a fitted pipeline. The history window is the retriever's, which is what the pipeline's features
     read (``TwoStagePipeline.recommend`` pads histories to it), so served features match offline ones."""
-    rec = pipeline.retriever
-    assert rec.histories is not None
-    length = rec.history_len
+    view = pipeline.retriever.servable()
+    length = view.history_len
     if length is None:  # a net that reads the whole history: the longest training history
-        length = int(rec.histories.lengths().max(initial=1))
+        length = int(np.diff(view.seen_offsets).max(initial=1))
     n = pipeline.config.n_candidates
     ranker = PipelineRanker(pipeline)
-    return serving_model_from_recommender(
-        rec, version, history_len=max(int(length), 1), pool_size=pool_size,
+    return serving_model_from_view(
+        view, version, history_len=max(int(length), 1), pool_size=pool_size,
         ranker=ranker, cheap_ranker=ranker if cheap_net is None else PipelineRanker(pipeline, cheap_net),
         full_candidates=n,
         pool_candidates=fewer_candidates if fewer_candidates is not None else max(1, n // 4),

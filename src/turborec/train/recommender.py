@@ -76,6 +76,12 @@ class ServableView:
         """Training interactions per item, float64 [n_items] (the popular tier's order)."""
         return np.bincount(self.seen_items, minlength=len(self.items)).astype(np.float64)
 
+    def recent_items(self, users: np.ndarray, length: int | None = None) -> np.ndarray:
+        """[B, L] each user's latest ``length`` training items (default the tower's window; all when None),
+        oldest first, -1 padded: the user tower's input before live events."""
+        window = self.history_len if length is None else length
+        return Histories(self.seen_offsets, self.seen_items, len(self.items)).padded(users, window)
+
     def validate(self) -> ServableView:
         """Raise ArtifactError when the parts disagree (a service would index out of range or serve junk)."""
         n_users, n_items = len(self.users), len(self.items)
