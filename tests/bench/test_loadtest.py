@@ -78,6 +78,17 @@ def test_cli_rejects_bad_input_with_one_line(capsys: pytest.CaptureFixture[str])
         main(["loadtest", "http://127.0.0.1:9", "--users", "9:1"])
 
 
+def test_a_closed_port_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["loadtest", f"http://127.0.0.1:{port}", "--duration", "0.5", "--no-calibrate"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot connect" in err[0] and str(port) in err[0]
+
+
 def test_request_templates() -> None:
     reqs = requests_for("/v1/recommend", range(3, 6), 7, None)
     assert [json.loads(r.body) for r in reqs] == [{"user": str(u), "k": 7} for u in (3, 4, 5)]

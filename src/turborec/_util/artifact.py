@@ -192,18 +192,68 @@ class Artifact:
         return rel in self.files
 
     def json(self, rel: str) -> Any:
-        with open(self.file(rel), encoding="utf-8") as f:
-            return json.load(f)
+        path = self.file(rel)
+        try:
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ArtifactError(f"{path}: corrupted JSON ({exc})") from exc
 
     def numpy_tensors(self, rel: str = WEIGHTS) -> dict[str, Any]:
+        """The tensors of ``rel`` as numpy arrays; refuses an unreadable file and non-finite values."""
         from safetensors.numpy import load_file
 
-        return dict(load_file(str(self.file(rel))))
+        path = self.file(rel)
+        tensors = _read_tensors(path, load_file)
+        check_finite(tensors, path)
+        return tensors
 
     def torch_tensors(self, rel: str = WEIGHTS) -> dict[str, Any]:
+        """The tensors of ``rel`` as torch tensors; refuses an unreadable file and non-finite values."""
         from safetensors.torch import load_file as load_torch
 
-        return dict(load_torch(str(self.file(rel))))
+        path = self.file(rel)
+        tensors = _read_tensors(path, load_torch)
+        check_finite(tensors, path)
+        return tensors
+
+
+def _read_tensors(path: Path, load: Callable[[str], Mapping[str, Any]]) -> dict[str, Any]:
+    """Parse a safetensors file, turning the parser's own errors (a damaged header, offsets past the end of
+    the file, an unknown dtype: ``SafetensorError``, ``ValueError``...) into one :class:`ArtifactError`."""
+    try:
+        return dict(load(str(path)))
+    except MemoryError as exc:
+        raise ArtifactError(f"{path}: tensor file declares more data than fits in memory") from exc
+    except Exception as exc:  # the parser's exception types differ per version and backend
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ArtifactError(f"{path}: unreadable tensor file ({first})") from exc
+
+
+def check_finite(tensors: Mapping[str, Any], source: Path | str) -> None:
+    """Refuse floating-point tensors holding NaN or infinity (numpy arrays or torch tensors).
+
+    A non-finite weight passes every checksum (the file is intact: the values are wrong) and turns into
+    NaN scores, which rank below everything and silently shorten or empty the answers; refused here, every
+    consumer of an artifact gets a clear error naming the tensor instead.
+    """
+    import numpy as np
+
+    for name, value in tensors.items():
+        if isinstance(value, np.ndarray):
+            if value.dtype.kind in "fc" and value.size and not np.isfinite(value).all():
+                bad = int(value.size - np.count_nonzero(np.isfinite(value)))
+                raise ArtifactError(f"{source}: tensor '{name}' holds {bad} non-finite value(s) (NaN or inf)")
+            continue
+        is_floating = getattr(value, "is_floating_point", None)
+        if is_floating is None or not is_floating() or value.numel() == 0:
+            continue
+        import torch
+
+        finite = torch.isfinite(value)
+        if not bool(finite.all()):
+            bad = int(value.numel() - int(finite.sum()))
+            raise ArtifactError(f"{source}: tensor '{name}' holds {bad} non-finite value(s) (NaN or inf)")
 
 
 def artifact_root(path: str | os.PathLike[str]) -> Path:

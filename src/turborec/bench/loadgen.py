@@ -40,10 +40,11 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from turborec._util.optional import has_module
-from turborec.errors import ConfigError
+from turborec.errors import ConfigError, TurborecError
 
 TIER_HEADER = b"x-turborec-tier"
 SPIN_S = 0.002  # closer than this to the next send, yield instead of sleeping (timer granularity is ~1 ms)
+USER_ERROR_EXIT = 2  # a child that exits with this printed one line naming the user's mistake
 
 
 @dataclass(frozen=True)
@@ -401,6 +402,9 @@ def run_load_processes(spec: LoadSpec, cpu_sets: Sequence[Sequence[int] | None])
             except subprocess.TimeoutExpired:
                 proc.kill()
                 _, err = proc.communicate()
+            if proc.returncode == USER_ERROR_EXIT:
+                lines = err.decode(errors="replace").strip().splitlines()
+                raise ConfigError(lines[-1] if lines else "the load generator refused the spec")
             if proc.returncode != 0 or not out.is_file():
                 raise RuntimeError(f"load generator failed ({proc.returncode}): {err.decode()[-2000:]}")
             parts.append(LoadResult.from_json(json.loads(out.read_text())))
@@ -433,5 +437,9 @@ def child_main() -> None:
             os.sched_setaffinity(0, set(obj["cpus"]))
         except OSError as exc:  # a sandbox without CPU affinity: generate anyway, but say so
             print(f"warning: cannot pin the load generator to {obj['cpus']}: {exc}", file=sys.stderr)
-    result = run_load(LoadSpec.from_json(obj["spec"]), obj.get("start_at"))
+    try:
+        result = run_load(LoadSpec.from_json(obj["spec"]), obj.get("start_at"))
+    except TurborecError as exc:  # the user's mistake (nothing listens there...): one line for the parent
+        print(str(exc), file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT)
     Path(obj["out"]).write_text(json.dumps(result.to_json()))

@@ -69,6 +69,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"turborec {args.command}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print(f"turborec {args.command}: error: out of memory", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug, not the user's mistake: still one line unless asked for the traceback
+        import os
+
+        if os.environ.get("TURBOREC_TRACEBACK"):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"turborec {args.command}: internal error: {type(exc).__name__}: {first} "
+              "(please report it; TURBOREC_TRACEBACK=1 shows where)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

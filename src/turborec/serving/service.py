@@ -332,14 +332,27 @@ class RecommendService:
         try:
             model = self._loader(path)
             for size in (1, self.settings.max_batch, 1):  # smoke test, and warms the new model up
-                out = model.recommend_batch([Query(None, (), k=5)] * size, model.tiers[0])
-                if len(out.results) != size or not np.all(np.isfinite(out.results[0].scores)):
-                    raise ArtifactError(f"{path}: smoke test gave missing or non-finite scores")
+                for tier in model.tiers:
+                    _smoke_test(path, model, tier, size)
         except TurborecError as exc:
             raise ReloadRefused(f"refused artifact {path}: {exc}") from exc
         except Exception as exc:  # a broken artifact must never take the service down
             raise ReloadRefused(f"refused artifact {path}: {type(exc).__name__}: {exc}") from exc
         return model
+
+
+def _smoke_test(path: Path, model: ServingModel, tier: Tier, size: int, k: int = 5) -> None:
+    """One batch of anonymous queries must come back whole: a result per query, each with k items (a model
+    knows more than k) and every score finite. Non-finite scores are exactly what a damaged model gives, and
+    checking only the finite ones would pass a model that answers every request with an empty list."""
+    out = model.recommend_batch([Query(None, (), k=k)] * size, tier)
+    if len(out.results) != size:
+        raise ArtifactError(f"{path}: smoke test ({tier.label}) gave {len(out.results)} answers for {size} queries")
+    for ranked in out.results:
+        if len(ranked.items) != k or len(ranked.scores) != k:
+            raise ArtifactError(f"{path}: smoke test ({tier.label}) gave {len(ranked.items)} items where {k} were asked")
+        if not np.all(np.isfinite(ranked.scores)):
+            raise ArtifactError(f"{path}: smoke test ({tier.label}) gave non-finite scores")
 
 
 def _supported(tier: Tier, ladder: Sequence[Tier]) -> Tier:

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from turborec._util.artifact import load_artifact, save_artifact
+from turborec._util.artifact import WEIGHTS, load_artifact, save_artifact
 from turborec.data.ctr import CTRData
 from turborec.data.interactions import Interactions
 from turborec.errors import ArtifactError, ConfigError, DataError
@@ -29,6 +29,7 @@ from turborec.train._features import blend, cooc_features, cooccurrence, neighbo
 from turborec.train.ctr import CTRTrainConfig, fit_ranker
 from turborec.train.history import pad_lists
 from turborec.train.recommender import LoadHooks, Recommender, load
+from turborec.train.validate import check_csr, check_declared_sizes, check_length
 
 DENSE_FEATURES = (
     "retrieval_score",
@@ -362,19 +363,23 @@ class TwoStagePipeline:
         try:
             retriever = load(art.path / "retriever", device=device, hooks=hooks)
             pipe = cls(retriever, PipelineConfig(**cfg["pipeline"]))
+            tensors = art.torch_tensors()
+            stored = sum(int(v.numel()) for k, v in tensors.items() if k.startswith("ranker."))
+            check_declared_sizes(art.path / "manifest.json", "cardinalities", cfg["cardinalities"], stored)
             pipe.ranker = build_ranker(cfg["ranker_net"], cfg["ranker_net_config"], cardinalities=cfg["cardinalities"],
                                        n_dense=int(cfg["n_dense"]))
-            tensors = art.torch_tensors()
             pipe.ranker.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("ranker.")}, strict=True)
             pipe.ranker.eval()
             pipe.ranker_weight = float(cfg.get("ranker_weight", 1.0))  # artifacts before the blend: ranker only
-            pipe.item_pop = tensors["item_pop"].numpy()
+            assert retriever.items is not None
+            n = len(retriever.items)
+            item_pop = tensors["item_pop"].numpy()
+            check_length(art.file(WEIGHTS), "item_pop", item_pop, n)
+            pipe.item_pop = item_pop
             if "cooc.indptr" in tensors:
-                n = len(pipe.item_pop)
-                pipe.cooc = sp.csr_matrix(
-                    (tensors["cooc.data"].numpy(), tensors["cooc.indices"].numpy(), tensors["cooc.indptr"].numpy()),
-                    shape=(n, n),
-                )
+                indptr, indices, data = (tensors[f"cooc.{k}"].numpy() for k in ("indptr", "indices", "data"))
+                check_csr(art.file(WEIGHTS), "cooc", indptr, indices, data, (n, n))
+                pipe.cooc = sp.csr_matrix((data, indices, indptr), shape=(n, n))
         except (KeyError, TypeError, RuntimeError) as exc:
             raise ArtifactError(f"{path}: cannot rebuild the pipeline ({exc})") from exc
         pipe.metrics = art.metrics

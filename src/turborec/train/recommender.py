@@ -16,14 +16,15 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import numpy as np
 import torch
 
-from turborec._util.artifact import Artifact, load_artifact, save_artifact
+from turborec._util.artifact import WEIGHTS, Artifact, load_artifact, save_artifact
 from turborec.data.interactions import Interactions, ItemFeatures
 from turborec.data.vocab import Vocabulary
-from turborec.errors import ArtifactError, ConfigError, DataError, NotFittedError
+from turborec.errors import ArtifactError, ConfigError, DataError, NotFittedError, TurborecError
 from turborec.metrics.ranking import RankingReport, evaluate_ranking, top_k_from_scores
 from turborec.models.base import NetConfig, RetrievalNet, load_unique_state, unique_state
 from turborec.train.history import Histories, pad_lists
 from turborec.train.trainer import TrainConfig, resolve_device, seed_everything
+from turborec.train.validate import check_declared_dims, check_histories, check_state_shapes
 
 R = TypeVar("R", bound="Recommender")
 _ESTIMATORS: dict[str, type[Recommender]] = {}
@@ -368,15 +369,24 @@ class Recommender(abc.ABC):
             obj.item_features = ItemFeatures.from_json(art.json("item_features.json"))
         tensors = art.torch_tensors()
         n_items = len(obj.items)
-        obj.histories = Histories(
-            tensors.pop("history.offsets").numpy().astype(np.int64),
-            tensors.pop("history.items").numpy().astype(np.int64),
-            n_items,
-        )
-        obj.net = obj._build_net(cfg["dims"])
+        # contents against declared sizes before anything is allocated from them (the net from dims, the
+        # popularity counts from history.items): the checksums only say the files are the ones written
+        sizes = {"n_users": len(obj.users), "n_items": n_items}
+        if obj.item_features is not None:
+            sizes["n_tokens"] = len(obj.item_features.vocab)
+        dims = check_declared_dims(art.path, cfg.get("dims"), sizes)
+        if "history.offsets" not in tensors or "history.items" not in tensors:
+            raise ArtifactError(f"{art.path}: weights hold no training histories (history.offsets, history.items)")
+        offsets = tensors.pop("history.offsets").numpy()
+        items = tensors.pop("history.items").numpy()
+        check_histories(art.file(WEIGHTS), offsets, items, len(obj.users), n_items)
+        obj.histories = Histories(offsets.astype(np.int64), items.astype(np.int64), n_items)
+        obj.net = obj._build_net(dims)
         if hooks is not None:
             hooks.prepare(obj.net, records)
-        load_unique_state(obj.net, {k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
+        check_state_shapes(art.file(WEIGHTS), unique_state(obj.net), state)
+        load_unique_state(obj.net, state)
         if hooks is not None:
             hooks.finish(obj.net, records)
         obj.transforms = records
@@ -400,4 +410,11 @@ def load(path: str | Path, device: str = "cpu", hooks: LoadHooks | None = None) 
     name = art.config.get("estimator")
     if not isinstance(name, str):
         raise ArtifactError(f"{path}: manifest names no estimator")
-    return estimator_class(name).from_artifact(art, device=device, hooks=hooks)
+    cls = estimator_class(name)
+    try:
+        return cls.from_artifact(art, device=device, hooks=hooks)
+    except TurborecError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:  # a manifest that does not fit
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ArtifactError(f"{path}: cannot rebuild the model ({type(exc).__name__}: {first})") from exc
