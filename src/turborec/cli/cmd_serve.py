@@ -92,9 +92,15 @@ def run(args: argparse.Namespace) -> int:
         run_ray_server(settings, options)
         return 0
     from turborec.cli.common import info
+    from turborec.serving.loading import load_serving_model
 
+    # the model's contents are validated as it loads: a damaged artifact is refused before anything is announced
+    assert settings.artifact is not None
+    model = load_serving_model(settings.artifact, settings.history_len)
     if settings.workers > 1:
         from turborec.serving.workers import run_workers
+
+        del model  # each worker loads its own
 
         def ready(url: str) -> None:
             info(args, f"serving {args.artifact} on {url} with {settings.workers} workers "
@@ -105,5 +111,5 @@ def run(args: argparse.Namespace) -> int:
     from turborec.serving.server import run_server
 
     info(args, f"serving {args.artifact} on http://{settings.host}:{settings.port} (SLO p99 {settings.slo_p99_ms} ms)")
-    run_server(settings)
+    run_server(settings, model)
     return 0
