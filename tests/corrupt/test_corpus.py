@@ -5,6 +5,7 @@ model goes on serving -- also under load, with no failed request."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -78,7 +79,8 @@ def test_serve_refuses_before_binding(damaged: tuple[Case, Path], capsys: pytest
 
 @pytest.fixture(scope="module")
 def good_service(good_artifact: Path) -> RecommendService:
-    return build_service(ServeSettings(artifact=good_artifact, admin_token=TOKEN, slo_p99_ms=5000.0))
+    return build_service(ServeSettings(artifact=good_artifact, admin_token=TOKEN, slo_p99_ms=5000.0,
+                                       artifacts_root=Path(tempfile.gettempdir())))
 
 
 def test_hot_reload_refuses_and_keeps_the_old_model(damaged: tuple[Case, Path], good_service: RecommendService) -> None:
@@ -97,7 +99,8 @@ def test_hot_reload_refuses_and_keeps_the_old_model(damaged: tuple[Case, Path], 
 def test_reloads_of_the_whole_corpus_under_load_fail_no_request(
     good_artifact: Path, corpus: dict[str, tuple[Case, Path]]
 ) -> None:
-    service = build_service(ServeSettings(artifact=good_artifact, admin_token=TOKEN, slo_p99_ms=5000.0))
+    service = build_service(ServeSettings(artifact=good_artifact, admin_token=TOKEN, slo_p99_ms=5000.0,
+                                       artifacts_root=Path(tempfile.gettempdir())))
     version = service.model.version
     bodies = tuple(RequestTemplate("POST", "/v1/recommend", f'{{"user": "{u}", "k": 10}}'.encode()) for u in range(50))
     answers: list[int] = []

@@ -45,3 +45,9 @@ def model(artifact: Path) -> NetServingModel:
     m = load_serving_model(artifact)
     assert isinstance(m, NetServingModel)
     return m
+
+
+@pytest.fixture(params=[True, False], ids=["lean", "fastapi"])
+def fast_path(request: pytest.FixtureRequest) -> bool:
+    """Both ASGI routings of the hot endpoints: the lean fast path and plain FastAPI routes."""
+    return bool(request.param)

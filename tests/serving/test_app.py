@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ Client = httpx.AsyncClient
 
 def make_service(model: NetServingModel, artifact: Path | None = None, **options: Any) -> RecommendService:
     # a generous budget: these tests check behaviour, and a busy CI machine must not turn them into 503s
-    settings = ServeSettings(artifact=artifact, **{"admin_token": TOKEN, "max_k": 50, "slo_p99_ms": 2000.0, **options})
+    # reloads may load any test artifact: every pytest temporary folder is under the system's
+    settings = ServeSettings(artifact=artifact, **{"admin_token": TOKEN, "max_k": 50, "slo_p99_ms": 2000.0,
+                                                   "artifacts_root": Path(tempfile.gettempdir()), **options})
     service = RecommendService(model, MemoryStore(max_per_user=settings.history_len), settings,
                                loader=lambda p: load_serving_model(p, settings.history_len))
     service.warm_up(rounds=2)
@@ -43,11 +46,6 @@ def run(service: RecommendService, body: Callable[[Client], Awaitable[None]], fa
             await service.stop()
 
     asyncio.run(main())
-
-
-@pytest.fixture(params=[True, False], ids=["lean", "fastapi"])
-def fast_path(request: pytest.FixtureRequest) -> bool:
-    return bool(request.param)
 
 
 def test_recommend_known_user(model: NetServingModel, fast_path: bool) -> None:

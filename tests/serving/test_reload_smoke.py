@@ -53,7 +53,7 @@ class Damaged:
 
 @pytest.mark.parametrize("how", ["nan", "empty", "short"])
 def test_reload_refuses_a_model_with_damaged_answers(model: NetServingModel, how: str, tmp_path: Path) -> None:
-    settings = ServeSettings(slo_p99_ms=2000.0)
+    settings = ServeSettings(slo_p99_ms=2000.0, artifacts_root=tmp_path)
     service = RecommendService(model, MemoryStore(), settings, loader=lambda _p: Damaged(model, how))
     with pytest.raises(ReloadRefused) as err:
         asyncio.run(service.reload(tmp_path))
@@ -62,5 +62,6 @@ def test_reload_refuses_a_model_with_damaged_answers(model: NetServingModel, how
 
 
 def test_reload_accepts_a_whole_model(model: NetServingModel, tmp_path: Path) -> None:
-    service = RecommendService(model, MemoryStore(), ServeSettings(slo_p99_ms=2000.0), loader=lambda _p: model)
+    service = RecommendService(model, MemoryStore(), ServeSettings(slo_p99_ms=2000.0, artifacts_root=tmp_path),
+                               loader=lambda _p: model)
     assert asyncio.run(service.reload(tmp_path)) == (model.version, model.version)

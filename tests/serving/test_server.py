@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -20,7 +21,8 @@ TOKEN = "reload-test-token"
 
 def settings(artifact: Path, **options: object) -> ServeSettings:
     # generous budget: the test checks that nothing fails, not speed (a shared CI box is noisy)
-    return ServeSettings(artifact=artifact, admin_token=TOKEN, slo_p99_ms=5000.0, **options)  # type: ignore[arg-type]
+    return ServeSettings(artifact=artifact, admin_token=TOKEN, slo_p99_ms=5000.0,  # type: ignore[arg-type]
+                         artifacts_root=Path(tempfile.gettempdir()), **options)
 
 
 @pytest.fixture(params=["lean", "asgi"])

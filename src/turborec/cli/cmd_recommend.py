@@ -51,17 +51,25 @@ def run(args: argparse.Namespace) -> int:
     from turborec.loading import RETRIEVAL_LIKE, load
     from turborec.train import LoadedRanker
 
+    import numpy as np
+
     model = load(args.model_dir, accept=RETRIEVAL_LIKE, command="recommend")
     assert not isinstance(model, LoadedRanker)
     filt = not args.include_seen
     if args.user is not None:
         ids, scores = model.recommend(args.user, N=args.k, filter_already_liked_items=filt)
+        # excluded items score -inf and fill a list only when fewer than k remain: never show them
+        keep = np.isfinite(scores)
+        ids, scores = ids[keep], scores[keep]
         titles = model.item_features.titles if model.item_features is not None else None
         for rank, (item, score) in enumerate(zip(ids, scores), 1):
             title = ""
             if titles is not None and model.items is not None:
                 title = "  " + titles[model.items.index(item)]
             print(f"{rank:>3}. {item}  {score:.4f}{title}")
+        if len(ids) < args.k:
+            print(f"only {len(ids)} of the {args.k} items asked for remain: the rest are excluded "
+                  f"({'seen in training' if filt else 'unscorable'})", file=sys.stderr)
         return 0
     users = _read_users(args.users)
     assert model.users is not None
@@ -72,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         fd, tmp_path = tempfile.mkstemp(prefix=".recs-", dir=os.path.dirname(os.path.abspath(args.out)))
         out_f = os.fdopen(fd, "w", newline="")
+    short = rows = 0
     try:
         w = csv.writer(out_f)
         w.writerow(["user", "rank", "item", "score"])
@@ -79,7 +88,10 @@ def run(args: argparse.Namespace) -> int:
             chunk = known[s : s + args.batch_size]
             ids, scores = model.recommend(chunk, N=args.k, filter_already_liked_items=filt)
             for u, row_ids, row_scores in zip(chunk, ids, scores):
-                for rank, (item, score) in enumerate(zip(row_ids, row_scores), 1):
+                keep = np.isfinite(row_scores)  # excluded items (-inf) never make a row
+                short += int(keep.sum() < args.k)
+                rows += int(keep.sum())
+                for rank, (item, score) in enumerate(zip(row_ids[keep], row_scores[keep]), 1):
                     w.writerow([u, rank, item, f"{score:.6g}"])
         if tmp_path is not None:
             out_f.close()
@@ -91,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
             os.unlink(tmp_path)
     if skipped:
         print(f"skipped {skipped} unknown user id(s)", file=sys.stderr)
+    if short:
+        print(f"{short} user(s) have fewer than {args.k} items left once excluded items are dropped", file=sys.stderr)
     if args.out:
-        print(f"wrote {len(known) * args.k:,} rows for {len(known):,} users to {args.out}", file=sys.stderr)
+        print(f"wrote {rows:,} rows for {len(known):,} users to {args.out}", file=sys.stderr)
     return 0

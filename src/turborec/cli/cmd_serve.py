@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=positive_int, default=None,
                    help="serving processes on the one port (default 1; one per core to use). They share the "
                         "user-state store (memory becomes a temporary SQLite file) and /metrics")
+    p.add_argument("--artifacts-root", default=None, metavar="DIR",
+                   help="POST /admin/reload loads only artifacts inside DIR (default: ARTIFACT's parent folder)")
     p.add_argument("--no-adaptive-tiers", action="store_true", help="never degrade (always the full tier)")
     p.add_argument("--ray", action="store_true", help="deploy on Ray Serve (needs turborec[ray])")
     p.add_argument("--replicas", type=positive_int, default=1, help="Ray Serve replicas (with --ray)")
@@ -72,6 +74,7 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         "redis_url": args.redis_url,
         "adaptive_tiers": False if args.no_adaptive_tiers else None,
         "workers": args.workers,
+        "artifacts_root": args.artifacts_root,
     }
     settings = ServeSettings.from_env(environ, **overrides)
     if args.ray and settings.workers > 1:

@@ -27,7 +27,15 @@ from fastapi.responses import JSONResponse, Response
 
 from turborec.errors import TurborecError, UnknownIdError
 from turborec.serving.metrics import CONTENT_TYPE
-from turborec.serving.routes import Headers, HotRoutes, Respond, answer_body, overloaded_response, too_large
+from turborec.serving.routes import (
+    Headers,
+    HotRoutes,
+    Respond,
+    answer_body,
+    endpoint_label,
+    overloaded_response,
+    too_large,
+)
 from turborec.serving.schemas import (
     ErrorResponse,
     EventResponse,
@@ -95,11 +103,18 @@ def declared_length(scope: Scope) -> int | None:
 
 
 class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, whether declared or streamed."""
+    """Refuse request bodies over ``limit`` bytes with 413, whether declared or streamed (``count(path, 413)``
+    is told of each, so refusals show in ``turborec_requests_total`` like every other answer)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, count: Callable[[str, int], None] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.count = count
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        if self.count is not None:
+            self.count(scope.get("path", ""), 413)
+        await send_bytes(send, 413, too_large(self.limit))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -107,7 +122,7 @@ class BodyLimit:
             return
         declared = declared_length(scope)
         if declared is not None and declared > self.limit:
-            await send_bytes(send, 413, too_large(self.limit))
+            await self._refuse(scope, send)
             return
         seen = 0
         started = False
@@ -124,7 +139,7 @@ class BodyLimit:
             if seen > self.limit:
                 refused = True
                 if not started:
-                    await send_bytes(send, 413, too_large(self.limit))
+                    await self._refuse(scope, send)
                 return {"type": "http.disconnect"}
             return message
 
@@ -272,8 +287,12 @@ def create_app(service: RecommendService, *, fast_path: bool = True) -> ASGIApp:
         return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.post("/admin/reload", response_model=ReloadResponse, tags=["admin"],
-              responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
-                         409: {"model": ErrorResponse}})
+              responses={400: {"model": ErrorResponse, "description": "the artifact path is outside the artifacts root"},
+                         401: {"model": ErrorResponse, "description": "admin token missing or wrong"},
+                         404: {"model": ErrorResponse, "description": "admin endpoints disabled (no token)"},
+                         409: {"model": ErrorResponse, "description": "reload refused (the old model keeps serving) "
+                                                                     "or another reload in progress"},
+                         413: {"model": ErrorResponse, "description": "body too large"}})
     async def reload(request: Request, body: ReloadRequest | None = None) -> Response:
         denied = _check_admin(request, settings.admin_token)
         if denied is not None:
@@ -283,7 +302,11 @@ def create_app(service: RecommendService, *, fast_path: bool = True) -> ASGIApp:
         return JSONResponse({"model_version": new, "previous_version": old})
 
     inner: ASGIApp = LeanRouter(service, app) if fast_path else app
-    return BodyLimit(inner, settings.max_body_bytes)
+
+    def count(path: str, status: int) -> None:
+        service.metrics.requests.labels(endpoint=endpoint_label(path), status=str(status)).inc()
+
+    return BodyLimit(inner, settings.max_body_bytes, count)
 
 
 def _check_admin(request: Request, token: str | None) -> Response | None:

@@ -32,7 +32,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from turborec.serving.routes import Headers, HotRoutes, too_large
+from turborec.serving.routes import Headers, HotRoutes, endpoint_label, too_large
 from turborec.serving.service import RecommendService
 
 log = logging.getLogger("turborec.serving")
@@ -169,14 +169,15 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
         self.busy = True
         self.keep_alive = req.keep_alive and req.error != 431
-        if req.error == 413:
-            self.respond(413, too_large(self.server.max_body), [])
-            return
-        if req.error:
-            self.respond(req.error, b'{"detail":"request header fields too large"}', [])
-            return
         path, _, query = req.url.partition(b"?")
         routes = self.server.routes
+        if req.error:
+            routes.count(endpoint_label(path.decode("latin-1")), req.error)
+            if req.error == 413:
+                self.respond(413, too_large(self.server.max_body), [])
+            else:
+                self.respond(req.error, b'{"detail":"request header fields too large"}', [])
+            return
         if req.method == b"POST" and path == b"/v1/recommend":
             routes.recommend(req.body, self.respond)
         elif req.method == b"POST" and path == b"/v1/events":

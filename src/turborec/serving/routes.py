@@ -48,6 +48,14 @@ def validation_detail(exc: ValidationError, where: str = "body") -> list[dict[st
             for e in exc.errors(include_url=False, include_context=False, include_input=False)]
 
 
+HOT_ENDPOINTS = {"/v1/recommend": "recommend", "/v1/events": "events"}
+
+
+def endpoint_label(path: str) -> str:
+    """The ``endpoint`` label of ``turborec_requests_total`` for a request path (a bounded set of values)."""
+    return HOT_ENDPOINTS.get(path, "other")
+
+
 def too_large(limit: int) -> bytes:
     return orjson.dumps({"detail": f"request body over {limit} bytes"})
 

@@ -2,15 +2,19 @@
 
 Ids may be sent as strings or integers; they are strings from here on.
 Unknown fields are refused (422), as are k outside 1..max_k and lists past
-their bounds.
+their bounds. Types are strict: ``k`` is a JSON integer (not ``true``, ``"10"``
+or ``10.5``), flags are JSON booleans (not ``"no"`` or ``0``), and an event's
+``ts`` is a finite number of seconds since the epoch between 2000-01-01 and a
+day from now (not ``true``, ``Infinity``, ``1e309`` or milliseconds).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from turborec.serving.settings import ServeSettings
 
@@ -24,6 +28,23 @@ def _id_to_str(value: Any) -> Any:
 
 
 Id = Annotated[str, BeforeValidator(_id_to_str), StringConstraints(min_length=1, max_length=256)]
+
+EARLIEST_TS = 946_684_800.0  # 2000-01-01: older event times are units mistakes or junk
+FUTURE_SLACK_S = 86_400.0  # clocks disagree, but not by more than a day
+
+
+def _not_in_the_future(ts: float | None) -> float | None:
+    if ts is not None and ts > time.time() + FUTURE_SLACK_S:
+        raise ValueError("ts is more than a day in the future (seconds since the epoch expected, not milliseconds)")
+    return ts
+
+
+Timestamp = Annotated[
+    float | None,
+    Field(None, ge=EARLIEST_TS, strict=True, allow_inf_nan=False,
+          description="seconds since the epoch (2000-01-01 .. now + 1 day); default: now"),
+    AfterValidator(_not_in_the_future),
+]
 
 
 class ScoredItem(BaseModel):
@@ -79,15 +100,15 @@ def build_schemas(settings: ServeSettings) -> Schemas:
             default_factory=list, max_length=max_recent,
             description="items the user just interacted with, oldest first (added to the stored history)",
         )
-        k: int = Field(10, ge=1, le=max_k, description="how many items to return")
+        k: int = Field(10, ge=1, le=max_k, strict=True, description="how many items to return")
         exclude: list[Id] = Field(default_factory=list, max_length=max_exclude, description="items never to return")
-        exclude_seen: bool = Field(True, description="drop items the user already interacted with")
+        exclude_seen: bool = Field(True, strict=True, description="drop items the user already interacted with")
 
     class EventRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
         user: Id
         item: Id
         kind: Literal["view", "click", "purchase"] = "view"
-        ts: float | None = Field(None, ge=0, description="seconds since the epoch; default: now")
+        ts: Timestamp = None
 
     return Schemas(recommend=RecommendRequest, event=EventRequest)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -49,6 +50,10 @@ class ReloadRefused(TurborecError):
 
 class ReloadBusy(TurborecError):
     """Another reload is in progress."""
+
+
+class ReloadOutsideRoot(TurborecError):
+    """The artifact path given to a reload is outside the artifacts root (answered 400)."""
 
 
 @dataclass(frozen=True)
@@ -305,7 +310,7 @@ class RecommendService:
         """Load ``artifact`` (default: the one served), smoke-test it, swap it in; (new, old) versions."""
         if self._loader is None:
             raise ReloadRefused("this service was started without an artifact loader; reload is unavailable")
-        path = artifact if artifact is not None else self._artifact
+        path = self._confined(artifact) if artifact is not None else self._artifact
         if path is None:
             raise ReloadRefused("no artifact path given and none is being served")
         if self._reloading:
@@ -326,6 +331,21 @@ class RecommendService:
         self.metrics.reloads.labels(outcome="ok").inc()
         log.warning("reloaded model %s -> %s from %s", old.version, new.version, path)
         return new.version, old.version
+
+    def _confined(self, artifact: Path) -> Path:
+        """``artifact`` resolved (links followed), if it lies inside the artifacts root.
+
+        Refused with the same words whether or not the path exists (links are followed, so a link inside
+        the root that points out of it is outside too): the endpoint is no oracle for what is on the disk.
+        """
+        root = self.settings.reload_root
+        outside = ReloadOutsideRoot("the artifact path is outside the artifacts root")
+        if root is None:
+            raise outside
+        resolved = Path(os.path.realpath(artifact))
+        if not resolved.is_relative_to(os.path.realpath(root)):
+            raise outside
+        return resolved
 
     def _load_checked(self, path: Path) -> ServingModel:
         assert self._loader is not None

@@ -65,6 +65,8 @@ class ServeSettings:
     max_users: int = 1_000_000
     # admin: without a token the admin endpoints are disabled
     admin_token: str | None = None
+    # /admin/reload loads only artifacts under this folder (default: the served artifact's parent folder)
+    artifacts_root: Path | None = None
     torch_threads: int = 1
     # serving processes on the port (SO_REUSEPORT; serving/workers.py): one per core to use
     workers: int = 1
@@ -106,6 +108,13 @@ class ServeSettings:
         return self.slo_p99_ms / 1000.0
 
     @property
+    def reload_root(self) -> Path | None:
+        """The folder reloads must stay inside: ``artifacts_root``, else the served artifact's parent."""
+        if self.artifacts_root is not None:
+            return self.artifacts_root
+        return self.artifact.parent if self.artifact is not None else None
+
+    @property
     def admin_enabled(self) -> bool:
         return self.admin_token is not None
 
@@ -140,7 +149,7 @@ class ServeSettings:
         return cls.from_mapping(values)
 
 
-_PATH_FIELDS = {"artifact", "store_path"}
+_PATH_FIELDS = {"artifact", "store_path", "artifacts_root"}
 _OPTIONAL_STR_FIELDS = {"redis_url", "admin_token"}
 
 
