@@ -18,10 +18,10 @@ from tests.corrupt.corpus import Case
 from turborec.bench.loadgen import LoadSpec, RequestTemplate, run_load
 from turborec.cli.main import main
 from turborec.errors import ArtifactError
+from turborec.loading import load as load_model
 from turborec.serving.server import background_server, build_service
 from turborec.serving.service import RecommendService, ReloadRefused
 from turborec.serving.settings import ServeSettings
-from turborec.train.pipeline import load_model
 
 TOKEN = "corpus-admin-token"
 

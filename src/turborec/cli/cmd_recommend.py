@@ -48,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import tempfile
 
+    import numpy as np
+
     from turborec.loading import RETRIEVAL_LIKE, load
     from turborec.train import LoadedRanker
-
-    import numpy as np
 
     model = load(args.model_dir, accept=RETRIEVAL_LIKE, command="recommend")
     assert not isinstance(model, LoadedRanker)

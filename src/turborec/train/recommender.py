@@ -86,15 +86,9 @@ class ServableView:
     def validate(self) -> ServableView:
         """Raise ArtifactError when the parts disagree (a service would index out of range or serve junk)."""
         n_users, n_items = len(self.users), len(self.items)
-        offsets, seen = self.seen_offsets, self.seen_items
         if self.net.n_items != n_items:
             raise ArtifactError(f"the item vocabulary has {n_items} ids, the network {self.net.n_items} items")
-        if offsets.shape != (n_users + 1,) or (len(offsets) and (offsets[0] != 0 or offsets[-1] != len(seen))):
-            raise ArtifactError(f"history offsets do not cover the {n_users} users' {len(seen)} items")
-        if np.any(np.diff(offsets) < 0):
-            raise ArtifactError("history offsets decrease")
-        if len(seen) and (int(seen.min()) < 0 or int(seen.max()) >= n_items):
-            raise ArtifactError(f"history items outside the catalog's {n_items} rows")
+        check_histories("servable view", self.seen_offsets, self.seen_items, n_users, n_items)
         return self
 
 
