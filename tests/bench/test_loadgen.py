@@ -121,7 +121,7 @@ def test_unanswered_requests_time_out_and_the_run_stops_by_itself() -> None:
         start = time.perf_counter()
         result = run_load(LoadSpec(url=url, rate=50, duration_s=0.5, timeout_s=0.5))
         took = time.perf_counter() - start
-    assert took < 5
+    assert took < 30  # it stops by itself (0.5 s of arrivals + 0.5 s timeout); the bound only catches a hang
     assert np.all(result.status == 0) and np.all(np.isnan(result.latency))
     assert summarize(result, 50).errors == len(result.status)
 

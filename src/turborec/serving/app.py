@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from turborec.errors import TurborecError, UnknownIdError
+from turborec.serving.events import EventsBacklogged
 from turborec.serving.metrics import CONTENT_TYPE
 from turborec.serving.routes import (
     Headers,
@@ -33,6 +34,7 @@ from turborec.serving.routes import (
     Respond,
     answer_body,
     endpoint_label,
+    header,
     overloaded_response,
     too_large,
 )
@@ -169,7 +171,9 @@ class LeanRouter:
                 await self._handle(scope, receive, send, "recommend", self.routes.recommend)
                 return
             if path == "/v1/events":
-                await self._handle(scope, receive, send, "events", self.routes.event)
+                auth = header(scope.get("headers", ()), b"authorization")
+                await self._handle(scope, receive, send, "events",
+                                   lambda body, respond: self.routes.event(body, respond, auth))
                 return
         await self.fallback(scope, receive, send)
 
@@ -226,6 +230,13 @@ def create_app(service: RecommendService, *, fast_path: bool = True) -> ASGIApp:
         return Response(body, status_code=503, headers={k.decode(): v.decode() for k, v in headers},
                         media_type="application/json")
 
+    @app.exception_handler(EventsBacklogged)
+    async def _backlogged(_: Request, exc: EventsBacklogged) -> Response:
+        service.metrics.requests.labels(endpoint="events", status="503").inc()
+        body, headers = overloaded_response(exc)
+        return Response(body, status_code=503, headers={k.decode(): v.decode() for k, v in headers},
+                        media_type="application/json")
+
     @app.exception_handler(UnknownIdError)
     async def _unknown(_: Request, exc: UnknownIdError) -> Response:
         return JSONResponse({"detail": str(exc)}, status_code=404)
@@ -254,17 +265,28 @@ def create_app(service: RecommendService, *, fast_path: bool = True) -> ASGIApp:
     @app.get("/v1/similar", response_model=SimilarResponse, responses={404: {"model": ErrorResponse}},
              tags=["recommend"])
     async def similar(
-        item: str = Query(..., min_length=1, max_length=256), k: int = Query(10, ge=1, le=settings.max_k)
+        item: str = Query(..., min_length=1, max_length=settings.max_id_length), k: int = Query(10, ge=1, le=settings.max_k)
     ) -> Response:
         ranked, version = service.similar(item, k)
         items = [{"item": i, "score": s} for i, s in zip(ranked.items, ranked.scores.tolist())]
         return Response(orjson.dumps({"item": item, "items": items, "model_version": version}),
                         media_type="application/json")
 
-    @app.post("/v1/events", response_model=EventResponse, responses=errors, tags=["events"])
-    async def events(body: EventRequest) -> dict[str, bool]:  # type: ignore[valid-type]
+    event_routes = HotRoutes(service)
+    event_errors = {**errors, 401: {"model": ErrorResponse, "description": "events token missing or wrong "
+                                    "(only when the service has one: TURBOREC_SERVE_EVENTS_TOKEN)"}}
+
+    @app.post("/v1/events", response_model=EventResponse, responses=event_errors, tags=["events"])
+    async def events(request: Request, body: EventRequest) -> Response:  # type: ignore[valid-type]
+        if not event_routes.events_allowed(request.headers.get("authorization", "").encode()):
+            event_routes.count("events", 401)
+            return JSONResponse({"detail": "events token missing or wrong"}, status_code=401,
+                                headers={"www-authenticate": "Bearer"})
         ev: Any = body
-        return {"stored": True, "known_item": service.record_event(ev.user, ev.item, ev.kind, ev.ts)}
+        known = service.record_event(ev.user, ev.item, ev.kind, ev.ts)
+        if isinstance(known, asyncio.Future):
+            known = await known
+        return JSONResponse({"stored": True, "known_item": known})
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

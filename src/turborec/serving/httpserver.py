@@ -32,7 +32,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from turborec.serving.routes import Headers, HotRoutes, endpoint_label, too_large
+from turborec.serving.routes import Headers, HotRoutes, endpoint_label, header, too_large
 from turborec.serving.service import RecommendService
 
 log = logging.getLogger("turborec.serving")
@@ -181,7 +181,7 @@ class _Connection(asyncio.Protocol):
         if req.method == b"POST" and path == b"/v1/recommend":
             routes.recommend(req.body, self.respond)
         elif req.method == b"POST" and path == b"/v1/events":
-            routes.event(req.body, self.respond)
+            routes.event(req.body, self.respond, header(req.headers, b"authorization"))
         else:
             task = asyncio.get_running_loop().create_task(self._asgi(req, path, query))
             self.server.tasks.add(task)

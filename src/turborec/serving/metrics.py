@@ -48,6 +48,10 @@ class ServiceMetrics:
             "turborec_tier_requests_total", "Recommendations answered per tier", ["tier"], registry=r
         )
         self.events = Counter("turborec_events_total", "User events stored, by kind", ["kind"], registry=r)
+        self.store_evictions = Counter(
+            "turborec_store_evictions_total", "Users evicted from the in-memory store (its user or byte bound)",
+            registry=r,
+        )
         self.reloads = Counter("turborec_reloads_total", "Model reload attempts by outcome", ["outcome"], registry=r)
         self.model_info = Gauge("turborec_model_info", "The model being served (value 1; workers: one series each)",
                                 ["version"], registry=r, multiprocess_mode="liveall")

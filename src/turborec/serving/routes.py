@@ -9,6 +9,7 @@ future's done-callback: no task per request.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ import orjson
 from pydantic import ValidationError
 
 from turborec.errors import TurborecError
+from turborec.serving.events import EventsBacklogged
 from turborec.serving.schemas import build_schemas
 from turborec.serving.service import Answer, Overloaded, RecommendService
 
@@ -37,7 +39,7 @@ def answer_body(answer: Answer) -> bytes:
     })
 
 
-def overloaded_response(exc: Overloaded) -> tuple[bytes, Headers]:
+def overloaded_response(exc: Overloaded | EventsBacklogged) -> tuple[bytes, Headers]:
     body = orjson.dumps({"detail": str(exc), "retry_after_s": exc.retry_after_s})
     return body, [(b"retry-after", str(max(1, round(exc.retry_after_s))).encode())]
 
@@ -56,6 +58,14 @@ def endpoint_label(path: str) -> str:
     return HOT_ENDPOINTS.get(path, "other")
 
 
+def header(headers: Any, name: bytes) -> bytes | None:
+    """The first value of header ``name`` (lower case) in ASGI-style ``[(name, value), ...]`` pairs."""
+    for key, value in headers:
+        if key == name:
+            return bytes(value)
+    return None
+
+
 def too_large(limit: int) -> bytes:
     return orjson.dumps({"detail": f"request body over {limit} bytes"})
 
@@ -68,6 +78,8 @@ class HotRoutes:
         schemas = build_schemas(service.settings)
         self._recommend_model = schemas.recommend
         self._event_model = schemas.event
+        token = service.settings.events_token
+        self._events_token = token.encode() if token is not None else None
         self._counters: dict[tuple[str, int], Any] = {}
 
     def count(self, endpoint: str, status: int) -> None:
@@ -105,13 +117,40 @@ class HotRoutes:
         self.count("recommend", 200)
         respond(200, answer_body(answer), [(TIER_HEADER, answer.tier.label.encode())])
 
-    def event(self, body: bytes, respond: Respond) -> None:
+    def events_allowed(self, authorization: bytes | None) -> bool:
+        """Without an events token anyone may post events; with one, ``Authorization: Bearer <token>``."""
+        if self._events_token is None:
+            return True
+        scheme, _, value = (authorization or b"").partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), self._events_token)
+
+    def event(self, body: bytes, respond: Respond, authorization: bytes | None = None) -> None:
+        if not self.events_allowed(authorization):
+            self.count("events", 401)
+            respond(401, b'{"detail":"events token missing or wrong"}', [(b"www-authenticate", b"Bearer")])
+            return
         try:
             ev: Any = self._event_model.model_validate_json(body)
             known = self.service.record_event(ev.user, ev.item, ev.kind, ev.ts)
         except Exception as exc:
             self._fail("events", exc, respond)
             return
+        if not isinstance(known, asyncio.Future):
+            self._stored(known, respond)
+            return
+
+        def done(fut: asyncio.Future[bool]) -> None:
+            if fut.cancelled():
+                return
+            error = fut.exception()
+            if error is not None:
+                self._fail("events", error, respond)
+            else:
+                self._stored(fut.result(), respond)
+
+        known.add_done_callback(done)
+
+    def _stored(self, known: bool, respond: Respond) -> None:
         self.count("events", 200)
         respond(200, b'{"stored":true,"known_item":true}' if known else b'{"stored":true,"known_item":false}', [])
 
@@ -119,7 +158,7 @@ class HotRoutes:
         headers: Headers = []
         if isinstance(exc, ValidationError):
             status, body = 422, orjson.dumps({"detail": validation_detail(exc)})
-        elif isinstance(exc, Overloaded):
+        elif isinstance(exc, (Overloaded, EventsBacklogged)):
             status = 503
             body, headers = overloaded_response(exc)
         elif isinstance(exc, TurborecError):

@@ -27,8 +27,6 @@ def _id_to_str(value: Any) -> Any:
     return value
 
 
-Id = Annotated[str, BeforeValidator(_id_to_str), StringConstraints(min_length=1, max_length=256)]
-
 EARLIEST_TS = 946_684_800.0  # 2000-01-01: older event times are units mistakes or junk
 FUTURE_SLACK_S = 86_400.0  # clocks disagree, but not by more than a day
 
@@ -92,6 +90,7 @@ class Schemas:
 
 def build_schemas(settings: ServeSettings) -> Schemas:
     max_k, max_recent, max_exclude = settings.max_k, settings.max_recent_items, settings.max_exclude
+    Id = Annotated[str, BeforeValidator(_id_to_str), StringConstraints(min_length=1, max_length=settings.max_id_length)]
 
     class RecommendRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")

@@ -22,11 +22,13 @@ from turborec.errors import ArtifactError, TurborecError
 from turborec.serving.admission import AdmissionController, AdmissionPolicy
 from turborec.serving.batching import BatchPolicy
 from turborec.serving.driver import BatchDriver
+from turborec.serving.events import EventWriter
 from turborec.serving.metrics import ServiceMetrics
 from turborec.serving.model import Query, Ranked, ServingModel
 from turborec.serving.settings import ServeSettings
 from turborec.serving.slo import SLOController, SLOPolicy
-from turborec.serving.stores.base import Store
+from turborec.serving.stores.base import Event, Store
+from turborec.serving.stores.memory import MemoryStore
 from turborec.serving.tiers import Tier
 
 log = logging.getLogger("turborec.serving")
@@ -109,6 +111,13 @@ class RecommendService:
         self.metrics.set_model(model.version)
         self.metrics.tier.set(int(self.slo.tier))
         self._served = {tier: self.metrics.tier_served.labels(tier=tier.label) for tier in Tier}
+        if isinstance(store, MemoryStore):
+            store.on_evict = self.metrics.store_evictions.inc
+        # a store that does I/O gets its writes batched on a thread (an in-memory append is cheaper inline)
+        self.event_writer = (
+            EventWriter(store, max_pending=settings.max_pending_events, on_stored=self._count_events)
+            if settings.max_pending_events > 0 and not isinstance(store, MemoryStore) else None
+        )
         self.tier_cost_s: dict[Tier, float] = {}  # one request's time per tier, measured by warm_up
 
     @property
@@ -170,6 +179,8 @@ class RecommendService:
                 await self._control
             self._control = None
         await self.driver.close()
+        if self.event_writer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.event_writer.close)
 
     async def _control_loop(self) -> None:
         clock = time.perf_counter
@@ -265,11 +276,35 @@ class RecommendService:
         model = self._model
         return model.similar(item, k), model.version
 
-    def record_event(self, user: str, item: str, kind: str, ts: float | None) -> bool:
-        """Store the event (the next recommendation sees it); True when the model knows the item."""
-        self.store.append(user, item, kind, time.time() if ts is None else ts)
-        self.metrics.events.labels(kind=kind).inc()
-        return self._model.knows_item(item)
+    def record_event(self, user: str, item: str, kind: str, ts: float | None) -> bool | asyncio.Future[bool]:
+        """Store the event (the next recommendation sees it): whether the model knows the item, or a future of
+        it that resolves once the event is stored (with an event writer). Raises :class:`EventsBacklogged`
+        when the writer's queue is full."""
+        known = self._model.knows_item(item)
+        event = Event(user, item, kind, time.time() if ts is None else ts)
+        if self.event_writer is None:
+            self.store.append(event.user, event.item, event.kind, event.ts)
+            self.metrics.events.labels(kind=kind).inc()
+            return known
+        stored = self.event_writer.submit(event)
+        answer: asyncio.Future[bool] = stored.get_loop().create_future()
+
+        def done(f: asyncio.Future[None]) -> None:
+            if answer.done():
+                return
+            if f.cancelled():
+                answer.cancel()
+            elif f.exception() is not None:
+                answer.set_exception(f.exception())  # type: ignore[arg-type]
+            else:
+                answer.set_result(known)
+
+        stored.add_done_callback(done)
+        return answer
+
+    def _count_events(self, events: list[Event]) -> None:
+        for event in events:
+            self.metrics.events.labels(kind=event.kind).inc()
 
     def _busy_for(self, now: float) -> float:
         running = self.driver.running()

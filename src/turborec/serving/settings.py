@@ -63,8 +63,17 @@ class ServeSettings:
     redis_url: str | None = None
     history_len: int = 50
     max_users: int = 1_000_000
+    # events into a store that does I/O (sqlite, redis) are written by one thread in batches, off the event
+    # loop; past this many waiting events new ones get 503 (0: write each event inline, on the loop)
+    max_pending_events: int = 10_000
+    # the memory store's footprint bound (least recently active users evicted past it)
+    store_max_bytes: int = 256 * 1024 * 1024
+    # longest user or item id a request may carry (ids are stored: long ones cost memory)
+    max_id_length: int = 128
     # admin: without a token the admin endpoints are disabled
     admin_token: str | None = None
+    # POST /v1/events: with a token, only callers that send it may write user state (default: open)
+    events_token: str | None = None
     # /admin/reload loads only artifacts under this folder (default: the served artifact's parent folder)
     artifacts_root: Path | None = None
     torch_threads: int = 1
@@ -98,6 +107,11 @@ class ServeSettings:
              "the redis store needs a URL such as redis://127.0.0.1:6379/0")
         need(self.history_len >= 1, "history_len", self.history_len, "must be >= 1")
         need(self.max_users >= 1, "max_users", self.max_users, "must be >= 1")
+        need(self.max_pending_events >= 0, "max_pending_events", self.max_pending_events, "must be >= 0")
+        need(self.store_max_bytes >= 64 * 1024, "store_max_bytes", self.store_max_bytes, "must be >= 65536")
+        need(1 <= self.max_id_length <= 4096, "max_id_length", self.max_id_length, "must be 1..4096")
+        need(self.events_token is None or len(self.events_token) >= 8, "events_token", "***",
+             "must be at least 8 characters")
         need(self.admin_token is None or len(self.admin_token) >= 8, "admin_token", "***",
              "must be at least 8 characters")
         need(self.torch_threads >= 1, "torch_threads", self.torch_threads, "must be >= 1")
@@ -150,7 +164,7 @@ class ServeSettings:
 
 
 _PATH_FIELDS = {"artifact", "store_path", "artifacts_root"}
-_OPTIONAL_STR_FIELDS = {"redis_url", "admin_token"}
+_OPTIONAL_STR_FIELDS = {"redis_url", "admin_token", "events_token"}
 
 
 def _convert(name: str, raw: Any, default: Any) -> Any:
