@@ -224,15 +224,11 @@ def create_app(service: RecommendService, *, fast_path: bool = True) -> ASGIApp:
     }
 
     @app.exception_handler(Overloaded)
-    async def _overloaded(_: Request, exc: Overloaded) -> Response:
-        service.metrics.requests.labels(endpoint="recommend", status="503").inc()
-        body, headers = overloaded_response(exc)
-        return Response(body, status_code=503, headers={k.decode(): v.decode() for k, v in headers},
-                        media_type="application/json")
-
     @app.exception_handler(EventsBacklogged)
-    async def _backlogged(_: Request, exc: EventsBacklogged) -> Response:
-        service.metrics.requests.labels(endpoint="events", status="503").inc()
+    async def _overloaded(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, (Overloaded, EventsBacklogged))
+        endpoint = "events" if isinstance(exc, EventsBacklogged) else "recommend"
+        service.metrics.requests.labels(endpoint=endpoint, status="503").inc()
         body, headers = overloaded_response(exc)
         return Response(body, status_code=503, headers={k.decode(): v.decode() for k, v in headers},
                         media_type="application/json")
