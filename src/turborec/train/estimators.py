@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from turborec.models.mf import MFConfig, MFNet
 from turborec.models.popularity import PopularityConfig, PopularityNet
 from turborec.models.two_tower import TwoTowerConfig, TwoTowerNet
 from turborec.train.recommender import Recommender, register_estimator
-from turborec.train.trainer import TrainConfig, TrainHistory, fit_loop
+from turborec.train.trainer import Parallel, TrainConfig, TrainHistory, fit_loop
 
 
 def _valid_scorer(rec: Recommender, valid: Interactions | None, k: int = 10):  # type: ignore[no-untyped-def]
@@ -146,6 +147,17 @@ class _WeightAverage:
                 p.copy_(raw)
             self.raw = None
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps (the raw weights too: they are swapped out while the average is validated)."""
+        return {"steps": self.steps, "shadow": list(self.shadow), "raw": self.raw}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.steps = int(state["steps"])
+        for avg, saved in zip(self.shadow, state["shadow"], strict=True):
+            avg.copy_(saved)
+        self.raw = None if state["raw"] is None else [t.clone() for t in state["raw"]]
+
     def wrap(self, score: Callable[[], float]) -> Callable[[], float]:
         def averaged() -> float:
             self.swap_in()
@@ -169,10 +181,16 @@ def _hardest(net: MFNet, pu: torch.Tensor, cand: torch.Tensor, known: torch.Tens
 
 @dataclass(frozen=True)
 class _TowerBatch:
+    """This process's rows of a global batch (all of it in one process): their users, positive items and
+    histories; ``in_batch`` holds the whole global batch's positives (the in-batch negatives), of which
+    ``items`` are rows ``offset:offset + len(items)``."""
+
     users: torch.Tensor
     items: torch.Tensor
     history: torch.Tensor
     negatives: torch.Tensor
+    in_batch: torch.Tensor
+    offset: int = 0
 
 
 @register_estimator("two-tower")
@@ -186,13 +204,17 @@ class TwoTowerRecommender(Recommender):
     # an extra training term f(batch) -> scalar added to the loss (e.g. distillation from a
     # teacher, set by turborec.compress); never saved
     aux_loss: Callable[[_TowerBatch], torch.Tensor] | None = None
+    # how training is spread over processes (turborec.distributed sets a sharded one); never saved
+    parallel: Parallel = Parallel()
 
     def _build_net(self, dims: Mapping[str, int]) -> TwoTowerNet:
         return TwoTowerNet(self.config, dims)  # type: ignore[arg-type]
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-        net = self.net
-        assert isinstance(net, TwoTowerNet) and self.histories is not None
+        assert isinstance(self.net, TwoTowerNet) and self.histories is not None
+        par = self.parallel
+        net = par.prepare(self.net)  # the net itself, or a copy with sharded tables
+        assert isinstance(net, TwoTowerNet)
         cfg, tcfg = self.config, self.train_config
         users, items = _positive_pairs(train)
         n_items = train.n_items
@@ -220,7 +242,10 @@ class TwoTowerRecommender(Recommender):
                 drop = torch.rand(h.shape, generator=hist_gen, device=dev) < cfg.history_dropout
                 h[(h == i.unsqueeze(1)) | drop] = -1
                 neg = torch.from_numpy(gen.integers(0, n_items, cfg.sampled_negatives)).to(dev)
-                yield _TowerBatch(u, i, h, neg)
+                # every process draws the global batch (same RNG calls) and trains on its rows of it
+                lo, hi = par.rows(len(sel))
+                if hi > lo:
+                    yield _TowerBatch(u[lo:hi], i[lo:hi], h[lo:hi], neg, i, lo)
 
         full = n_items <= cfg.full_softmax_below
         all_items = torch.arange(n_items, device=dev)
@@ -239,24 +264,30 @@ class TwoTowerRecommender(Recommender):
                     other[torch.arange(bsz, device=dev), b.items] = False
                     logits = logits.masked_fill(other, float("-inf"))
                 return F.cross_entropy(logits, b.items)
-            cand = torch.cat([b.items, b.negatives])
+            cand = torch.cat([b.in_batch, b.negatives])
             logits = uv @ net.item_vectors(cand).T  # temperature and item bias are inside the vectors
             correction = torch.cat([
-                log_q_batch[b.items] + np.log(bsz),
+                log_q_batch[b.in_batch] + np.log(len(b.in_batch)),
                 torch.full_like(b.negatives, log_q_uniform, dtype=torch.float) + np.log(len(b.negatives)),
             ])
             logits = logits - correction.unsqueeze(0)
             # a candidate equal to the row's positive (other than itself) is not a negative
+            own = b.offset + torch.arange(bsz, device=dev)
             same = b.items.unsqueeze(1) == cand.unsqueeze(0)
-            same[torch.arange(bsz), torch.arange(bsz)] = False
+            same[torch.arange(bsz, device=dev), own] = False
             logits = logits.masked_fill(same, float("-inf"))
-            return F.cross_entropy(logits, torch.arange(bsz, device=dev))
+            return F.cross_entropy(logits, own)
 
         aux = self.aux_loss
         objective = loss if aux is None else (lambda b: loss(b) + aux(b))
         scorer = _valid_scorer(self, valid)
+        if scorer is not None:
+            scorer = par.evaluate(scorer)
         if average is not None and scorer is not None:
             scorer = average.wrap(scorer)
-        self.history: TrainHistory = fit_loop(net, objective, batches, tcfg, scorer, desc="two-tower")
+        extras = {"data_rng": gen, "history_rng": hist_gen, "average": average}
+        self.history: TrainHistory = fit_loop(net, objective, batches, tcfg, scorer, optimizer=par.optimizer(net, tcfg),
+                                              desc="two-tower", parallel=par, extras=extras)
         if average is not None and scorer is None:  # nothing validated: keep the average of the last steps
             average.swap_in()
+        par.finish()

@@ -6,7 +6,7 @@ import copy
 import math
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +70,78 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@dataclass
+class LoopState:
+    """Where a :func:`fit_loop` run stands after an epoch: what a checkpoint keeps besides the weights.
+
+    ``extras`` holds the caller's stateful helpers (data RNGs, the weight average...) by name, so a
+    :class:`Parallel` that checkpoints can save and restore them with the loop.
+    """
+
+    epoch: int = -1  # the last finished epoch
+    history: TrainHistory = field(default_factory=TrainHistory)
+    stale: int = 0
+    best_state: Any = None
+    seconds: float = 0.0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Parallel:
+    """How a training run is spread over processes. This base is one process and every hook is the identity;
+    ``turborec.distributed`` subclasses it for sharded training (tables sharded over processes, gradients
+    averaged, validation on rank 0, checkpoints), so both run the same estimator code and :func:`fit_loop`.
+
+    An estimator that supports it calls :meth:`prepare` for the net it trains, :meth:`rows` to pick its
+    part of each global batch, :meth:`optimizer`, :meth:`evaluate` around its validation score and
+    :meth:`finish` at the end; :func:`fit_loop` calls the loop hooks.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+
+    # ------------------------------------------------------------ estimator hooks
+    def prepare(self, net: nn.Module) -> nn.Module:
+        """The module that trains (here ``net`` itself; sharded: a copy whose tables are sharded)."""
+        return net
+
+    def rows(self, n: int) -> tuple[int, int]:
+        """This process's rows [lo, hi) of a global batch of ``n`` rows."""
+        return 0, n
+
+    def optimizer(self, net: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+        return torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    def evaluate(self, score: Callable[[], float]) -> Callable[[], float]:
+        """``score`` reads the estimator's net; sharded: fill it from the shards first, score once, share."""
+        return score
+
+    def finish(self) -> None:
+        """After training: leave the trained weights in the estimator's net."""
+
+    # ----------------------------------------------------------------- loop hooks
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.step()
+
+    def mean_loss(self, total: float, count: int) -> float:
+        return total / max(count, 1)
+
+    def agree(self, stop: bool) -> bool:
+        """Whether to stop, the same on every process."""
+        return stop
+
+    def snapshot(self, net: nn.Module) -> Any:
+        return copy.deepcopy(net.state_dict())
+
+    def restore(self, net: nn.Module, snapshot: Any) -> None:
+        net.load_state_dict(snapshot)
+
+    def resume(self, net: nn.Module, optimizer: torch.optim.Optimizer, state: LoopState) -> None:
+        """Before the first epoch: fill ``state`` (and the weights, optimizer, extras) from a checkpoint."""
+
+    def epoch_end(self, net: nn.Module, optimizer: torch.optim.Optimizer, state: LoopState) -> None:
+        """After each epoch (and its validation): a place to checkpoint."""
+
+
 def fit_loop(
     net: nn.Module,
     loss_fn: Callable[[Any], torch.Tensor],
@@ -78,37 +150,47 @@ def fit_loop(
     evaluate: Callable[[], float] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     desc: str = "train",
+    parallel: Parallel | None = None,
+    extras: Mapping[str, Any] | None = None,
 ) -> TrainHistory:
     """Train ``net`` with ``loss_fn`` over ``batches(epoch)``; stop early on ``evaluate()`` (higher is better).
 
     The best state (by validation score) is restored at the end. ``config.max_seconds`` is checked
     after every batch, so a time cap holds even when one epoch takes longer than the cap. Progress is
     a bar on a terminal and one line per epoch on stderr otherwise (``config.progress`` turns both off).
+    ``parallel`` (default: one process) supplies the hooks a distributed run replaces; ``extras`` are the
+    caller's stateful helpers that a checkpoint must keep (see :class:`LoopState`).
     """
     if config.threads:
         torch.set_num_threads(config.threads)
+    par = parallel or Parallel()
     opt = optimizer or torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    history = TrainHistory()
-    best_state: dict[str, torch.Tensor] | None = None
-    stale = 0
-    start = time.perf_counter()
-    bar = progress_bar(config.progress, iterable=range(config.epochs), desc=desc, leave=False)
+    state = LoopState(extras=dict(extras or {}))
+    par.resume(net, opt, state)
+    history = state.history
+    start = time.perf_counter() - state.seconds
+
+    def over_time() -> bool:
+        return config.max_seconds is not None and time.perf_counter() - start > config.max_seconds
+
+    bar = progress_bar(config.progress, iterable=range(state.epoch + 1, config.epochs), desc=desc, leave=False)
     out_of_time = False
     for epoch in bar:
         net.train()
         total, count = 0.0, 0
         epoch_start = time.perf_counter()
         for batch in batches(epoch):
-            if count and config.max_seconds is not None and time.perf_counter() - start > config.max_seconds:
+            # every process stops at the same batch (agree: rank 0's clock); a collective only with a cap
+            if count and config.max_seconds is not None and par.agree(over_time()):
                 out_of_time = True
                 break
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(batch)
             loss.backward()
-            opt.step()
+            par.step(opt)
             total += float(loss.detach())
             count += 1
-        history.losses.append(total / max(count, 1))
+        history.losses.append(par.mean_loss(total, count))
         postfix = {"loss": f"{history.losses[-1]:.4f}"}
         if evaluate is not None and (epoch + 1) % config.eval_every == 0:
             net.eval()
@@ -117,19 +199,21 @@ def fit_loop(
             history.scores.append(score)
             postfix["valid"] = f"{score:.4f}"
             if score > history.best_score:
-                history.best_score, history.best_epoch, stale = score, epoch, 0
-                best_state = copy.deepcopy(net.state_dict())
+                history.best_score, history.best_epoch, state.stale = score, epoch, 0
+                state.best_state = par.snapshot(net)
             else:
-                stale += 1
+                state.stale += 1
         bar.set_postfix(postfix)
         log_line(config.progress, f"{desc} epoch {epoch + 1}/{config.epochs} {describe(postfix)} "
                                   f"({time.perf_counter() - epoch_start:.1f}s)")
-        if stale >= config.patience:
+        state.epoch = epoch
+        state.seconds = time.perf_counter() - start
+        stop = par.agree(state.stale >= config.patience or out_of_time or over_time())
+        par.epoch_end(net, opt, state)
+        if stop:
             break
-        if out_of_time or (config.max_seconds is not None and time.perf_counter() - start > config.max_seconds):
-            break
-    if best_state is not None:
-        net.load_state_dict(best_state)
+    if state.best_state is not None:
+        par.restore(net, state.best_state)
     net.eval()
     history.seconds = time.perf_counter() - start
     return history
