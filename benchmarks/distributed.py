@@ -1,13 +1,14 @@
 """Distributed benchmarks: sharded-training accuracy, multi-GPU training throughput, Ray Serve scale-out.
 
-    python benchmarks/distributed.py train [--epochs 10]     # NDCG@10 on ml-latest-small: 1 process vs 2 (TorchRec)
+    python benchmarks/distributed.py train                   # NDCG@10 on ml-latest-small: 1 process vs TorchRec 1, 2
     python benchmarks/distributed.py gpu [--device cuda]     # DLRM samples/s, 1 vs 2 ranks (plain torch.distributed)
     python benchmarks/distributed.py serve                   # single-process server vs Ray Serve, 1 and 2 replicas
 
-``train`` runs, with the same data (RecBole protocol, seed 2020), net and epoch cap:
-the single-process estimator (what ``turborec train`` does), then the TorchRec job
-with 1 and with 2 processes (gloo; tables table-wise sharded, fused Adagrad on the
-tables, Adam on the dense parts). ``gpu`` starts torchrun with 1 and 2 ranks of a
+``train`` runs, for each seed (the split's and the training's; RecBole protocol), the
+default two-tower (no options unless ``--params``): the single-process estimator (what
+``turborec train`` does), then the same estimator through the TorchRec job with 1 and
+with 2 processes (gloo on loopback; tables table-wise sharded, Adam on the shards as
+on every other parameter unless ``--embedding-optimizer``). ``gpu`` starts torchrun with 1 and 2 ranks of a
 DLRM whose tables are table-wise sharded by ``turborec.distributed.tablewise``
 (DDP for the dense parts, NCCL all-to-all for the lookups); per-rank batch fixed,
 so throughput = ranks x batch / step time. ``serve`` deploys one artifact three
@@ -34,8 +35,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 # ----------------------------------------------------------------------------- train
-def bench_train(args: argparse.Namespace) -> None:
-    import numpy as np
+def _train_seed(args: argparse.Namespace, seed: int) -> list[dict[str, Any]]:
+    """The three runs of one seed (the split's and the training's): the estimator, then TorchRec 1 and 2."""
     import torch
 
     from turborec.data import apply_protocol, load_movielens
@@ -47,32 +48,50 @@ def bench_train(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     data_dir = SHARED_DATA / "ml-latest-small"
     params = dict(kv.split("=", 1) for kv in args.params.split(";") if kv.strip())
+    typed: dict[str, Any] = {"epochs": args.epochs} if args.epochs else {}
     rows: list[dict[str, Any]] = []
-    for seed in args.seeds:  # the split and the training seed
-        split = apply_protocol("recbole", load_movielens(data_dir), seed=seed)
-        t0 = time.perf_counter()
-        rec = make_estimator("two-tower", params, seed=seed, epochs=args.epochs, progress=False)
-        rec.fit(split.train, split.valid)
-        m = rec.evaluate(split.test, exclude=[split.valid]).metrics
-        rows.append({"run": "single process (estimator, Adam)", "processes": 1, "seed": seed, "ndcg@10": m["ndcg@10"],
-                     "recall@10": m["recall@10"], "best_epoch": rec.history.best_epoch + 1,
-                     "wall_s": time.perf_counter() - t0})
-        with tempfile.TemporaryDirectory() as tmp:
-            for nproc in args.nproc:
-                out = Path(tmp) / f"tt-{nproc}"
-                spec = ShardedTrainSpec(out=str(out), data=str(data_dir), epochs=args.epochs, seed=seed,
-                                        sharding=args.sharding, embedding_lr=args.embedding_lr, progress=False,
-                                        params=params)
-                t0 = time.perf_counter()
-                code = launch_training(spec, nproc)
-                if code != 0:
-                    raise SystemExit(f"sharded training with {nproc} processes failed ({code})")
-                trained = load(out)
-                test = trained.metrics["test"]
-                rows.append({"run": f"TorchRec DMP, {args.sharding} (Adagrad tables)", "processes": nproc,
-                             "seed": seed, "ndcg@10": test["ndcg@10"], "recall@10": test["recall@10"],
-                             "best_epoch": trained.metrics["distributed"]["best_epoch"] + 1,
-                             "wall_s": time.perf_counter() - t0})
+    split = apply_protocol("recbole", load_movielens(data_dir), seed=seed)
+    t0 = time.perf_counter()
+    rec = make_estimator("two-tower", params, seed=seed, progress=False, **typed)
+    rec.fit(split.train, split.valid)
+    m = rec.evaluate(split.test, exclude=[split.valid]).metrics
+    rows.append({"run": "single process (estimator)", "processes": 1, "seed": seed, "ndcg@10": m["ndcg@10"],
+                 "recall@10": m["recall@10"], "best_epoch": rec.history.best_epoch + 1,
+                 "epochs": len(rec.history.losses), "wall_s": time.perf_counter() - t0})
+    print(rows[-1], flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for nproc in args.nproc:
+            out = Path(tmp) / f"tt-{nproc}"
+            spec = ShardedTrainSpec(out=str(out), data=str(data_dir), epochs=args.epochs, seed=seed,
+                                    sharding=args.sharding, embedding_optimizer=args.embedding_optimizer,
+                                    embedding_lr=args.embedding_lr, progress=False, params=params)
+            t0 = time.perf_counter()
+            code = launch_training(spec, nproc)
+            if code != 0:
+                raise SystemExit(f"sharded training with {nproc} processes failed ({code})")
+            trained = load(out)
+            info = trained.metrics["distributed"]
+            rows.append({"run": f"TorchRec, {args.sharding}, {args.embedding_optimizer} tables", "processes": nproc,
+                         "seed": seed, "ndcg@10": trained.metrics["test"]["ndcg@10"],
+                         "recall@10": trained.metrics["test"]["recall@10"], "best_epoch": info["best_epoch"] + 1,
+                         "epochs": info.get("epochs", ""), "wall_s": time.perf_counter() - t0})
+            print(rows[-1], flush=True)
+    return rows
+
+
+def bench_train(args: argparse.Namespace) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import numpy as np
+
+    started = time.perf_counter()
+    # seeds run side by side (--parallel-seeds), each in its own process with one torch thread per process
+    with ProcessPoolExecutor(max_workers=max(1, args.parallel_seeds),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        per_seed = list(pool.map(_train_seed, [args] * len(args.seeds), args.seeds))
+    rows = [r for seed_rows in per_seed for r in seed_rows]
+    rows.sort(key=lambda r: (args.seeds.index(r["seed"]), r["run"] != "single process (estimator)", r["processes"]))
     summary = []
     runs = list(dict.fromkeys((r["run"], r["processes"]) for r in rows))
     base = float(np.mean([r["ndcg@10"] for r in rows if (r["run"], r["processes"]) == runs[0]]))
@@ -82,8 +101,10 @@ def bench_train(args: argparse.Namespace) -> None:
         summary.append({"run": run, "processes": nproc, "seeds": len(ndcg), "ndcg@10 mean": float(ndcg.mean()),
                         "ndcg@10 sd": float(ndcg.std(ddof=1)) if len(ndcg) > 1 else 0.0,
                         "recall@10 mean": float(recall.mean()), "vs single %": 100.0 * (ndcg.mean() / base - 1.0)})
-    table = markdown_table(summary) + "\n\nper seed:\n\n" + markdown_table(rows)
-    write_results("distributed_train", {"args": vars(args), "rows": rows, "summary": summary}, table)
+    total = time.perf_counter() - started
+    table = (markdown_table(summary) + "\n\nper seed:\n\n" + markdown_table(rows)
+             + f"\n\n(all runs: {total:.0f} s wall, {args.parallel_seeds} seed(s) at a time, one torch thread per process)")
+    write_results("distributed_train", {"args": vars(args), "rows": rows, "summary": summary, "seconds": total}, table)
 
 
 # ------------------------------------------------------------------------------- gpu
@@ -245,16 +266,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="mode", required=True)
     t = sub.add_parser("train")
-    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--epochs", type=int, default=None, help="epoch cap for every run (default: the model's)")
     t.add_argument("--seeds", type=int, nargs="+", default=[2020, 1, 2])
     t.add_argument("--nproc", type=int, nargs="+", default=[1, 2])
     t.add_argument("--sharding", default="table_wise")
-    t.add_argument("--embedding-lr", type=float, default=0.15)
-    # the same net for both: the cosine tower (the defaults before weight averaging came in), because the
-    # sharded trainer validates raw weights and the default un-normalised tower's per-epoch validation NDCG
-    # swings by a few percent without the estimator's weight averaging
-    t.add_argument("--params", default="normalize=true;temperature=0.07;dim=64;dropout=0.1;weight_average=0",
-                   help="two-tower options for both runs, KEY=VALUE;KEY=VALUE")
+    t.add_argument("--embedding-optimizer", default="adam", help="adam (default), adagrad, rowwise_adagrad, sgd")
+    t.add_argument("--embedding-lr", type=float, default=None, help="fused table optimizers (default 0.15)")
+    t.add_argument("--parallel-seeds", type=int, default=1, help="seeds run side by side (default 1)")
+    t.add_argument("--params", default="", help="two-tower options for every run, KEY=VALUE;KEY=VALUE "
+                                                "(default none: the net a user gets)")
     for name in ("gpu", "gpu-worker"):
         g = sub.add_parser(name)
         g.add_argument("--device", default="cuda")

@@ -67,60 +67,130 @@ def tablewise_step(ctx: DistContext, args: list[str]) -> dict[str, Any]:
     }
 
 
-def torchrec_shards(ctx: DistContext, args: list[str]) -> dict[str, Any]:
-    """The TorchRec two-tower under one sharding: per-rank shard sizes, and its vectors vs TwoTowerNet's."""
-    from torchrec.distributed import DistributedModelParallel
-
-    from turborec.distributed import sharding as S
-    from turborec.distributed.two_tower import (
-        TorchRecTwoTower,
-        TowerSizes,
-        copy_dense,
-        dense_modules,
-        make_batch,
-        table_configs,
-        tables_from_net,
-    )
+def _tiny_net(share: bool, dropout: float = 0.0) -> Any:
     from turborec.models.two_tower import TwoTowerConfig, TwoTowerNet
 
-    mode = args[0]
     torch.manual_seed(0)
-    cfg = TwoTowerConfig(dim=8, hidden=(16,), dropout=0.0, share_item_embeddings="unshared" not in args)
-    net = TwoTowerNet(cfg, {"n_users": 30, "n_items": 20, "n_tokens": 6, "token_width": 3}).eval()
+    cfg = TwoTowerConfig(dim=8, hidden=(16,), dropout=dropout, share_item_embeddings=share)
+    net = TwoTowerNet(cfg, {"n_users": 30, "n_items": 20, "n_tokens": 6, "token_width": 3})
     if net.item_bias is not None:
         torch.nn.init.normal_(net.item_bias.weight)
     net.set_item_tokens(torch.randint(-1, 6, (20, 3), generator=torch.Generator().manual_seed(2)))
-    sizes = TowerSizes.of(net)
-    module = TorchRecTwoTower(cfg, sizes, net.item_tower.item_tokens, torch.device("meta"))
-    copy_dense(dense_modules(net), dense_modules(module))
-    sharder = S.make_sharder(S.FusedOptimizer())
-    plan = S.plan_sharding(module, [t.name for t in table_configs(sizes)], mode, sharder, ctx.device, ctx.world_size)
-    dmp = DistributedModelParallel(module, device=ctx.device, plan=plan, sharders=[sharder])
-    tables = S.sharded_tables(dmp.state_dict())
-    full = tables_from_net(net)
-    for name, st in tables.items():
-        S.scatter_full(st, full[name])
+    return net
+
+
+def torchrec_shards(ctx: DistContext, args: list[str]) -> dict[str, Any]:
+    """The two-tower with TorchRec-sharded tables under one sharding: per-rank shard sizes, and its vectors vs
+    the unsharded net's."""
+    from turborec.distributed import sharding as S
+    from turborec.distributed.tables import shard_net, shardable_tables
+
+    mode = args[0]
+    net = _tiny_net("unshared" not in args).eval()
+    sharded = shard_net(net, mode, S.TableOptimizer(), ctx.device, ctx.world_size)
+    module = sharded.module.eval()
     gen = torch.Generator().manual_seed(10 + ctx.rank)
     users = torch.randint(-1, 30, (5,), generator=gen)
     history = torch.randint(-1, 20, (5, 6), generator=gen)
     candidates = torch.randint(0, 20, (9,), generator=gen)
-    uv, iv = dmp(make_batch(users, history, candidates, dmp.module.item_tokens), candidates, 5)
     with torch.no_grad():
-        user_diff = _max_diff(uv, net.user_vectors(users, history))
-        item_diff = _max_diff(iv, net.item_vectors(candidates))
-    gathered = {name: S.gather_full(st) for name, st in tables.items()}
-    roundtrip = max(_max_diff(gathered[k], full[k]) for k in full) if ctx.is_main else 0.0
+        user_diff = _max_diff(module.user_vectors(users, history), net.user_vectors(users, history))
+        item_diff = _max_diff(module.item_vectors(candidates), net.item_vectors(candidates))
+    target = _tiny_net("unshared" not in args)
+    for table in shardable_tables(target).values():
+        torch.nn.init.zeros_(table.weight)
+    sharded.copy_to(target)
+    full = {name: t.weight for name, t in shardable_tables(net).items()}
+    got = shardable_tables(target)
+    roundtrip = max(_max_diff(got[k].weight, full[k]) for k in full) if ctx.is_main else 0.0
     return {
         "user_diff": user_diff, "item_diff": item_diff, "roundtrip": roundtrip,
-        "local": {name: [[list(off), list(t.shape)] for off, t in S.local_shards(st)] for name, st in tables.items()},
+        "local": {name: [[list(off), list(t.shape)] for off, t in S.local_shards(st)]
+                  for name, st in sharded.named_tables().items()},
         "full": {name: list(t.shape) for name, t in full.items()},
-        "plan": [s.__dict__ for s in S.plan_shards(plan)],
+        "plan": [s.__dict__ for s in sharded.shards],
     }
+
+
+def sharded_adam_steps(ctx: DistContext, args: list[str]) -> dict[str, Any]:
+    """Three steps of a full-softmax loss on global batches: sharded tables, each rank on its half of the rows,
+    through ShardedParallel's optimizer and step, vs one process on the whole batches with plain Adam.
+
+    Returns per parameter the difference of the first step's gradients (after ShardedParallel averaged and
+    scaled them) and, after three steps, the cosine between the two runs' weight changes. (Adam divides by
+    the gradient's running size, so a parameter whose true gradient is 0, as the item tower's last bias under
+    a softmax, moves by float noise: weights are compared by direction, gradients exactly.)"""
+    from turborec.distributed.spec import ShardedTrainSpec
+    from turborec.distributed.train import ShardedParallel
+    from turborec.train import TrainConfig
+
+    mode, kind = args[0], args[1]
+    reference = _tiny_net(share=False)
+    initial = {n: p.detach().clone() for n, p in reference.named_parameters()}
+    net = copy.deepcopy(reference)
+    spec = ShardedTrainSpec(out="unused", sharding=mode, embedding_optimizer=kind, embedding_lr=0.1)
+    par = ShardedParallel(ctx, spec, log=lambda _: None)
+    train_net = par.prepare(net)
+    opt = par.optimizer(train_net, TrainConfig(lr=0.01))
+    ref_opt = torch.optim.Adam(reference.parameters(), lr=0.01)
+    ref_params = dict(reference.named_parameters())
+    gen = torch.Generator().manual_seed(5)
+    all_items = torch.arange(20)
+    grads: dict[str, float] = {}
+    for step in range(3):
+        rows = 4 * ctx.world_size
+        users = torch.randint(0, 30, (rows,), generator=gen)
+        history = torch.randint(-1, 20, (rows, 6), generator=gen)
+        items = torch.randint(0, 20, (rows,), generator=gen)
+        lo, hi = par.rows(rows)
+        loss = F.cross_entropy(train_net.user_vectors(users[lo:hi], history[lo:hi]) @ train_net.item_vectors(all_items).T,
+                               items[lo:hi])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        ref_loss = F.cross_entropy(reference.user_vectors(users, history) @ reference.item_vectors(all_items).T, items)
+        ref_opt.zero_grad(set_to_none=True)
+        ref_loss.backward()
+        if step == 0:
+            grads = _step_grads(par, train_net, ref_params)
+        par.step(opt)
+        ref_opt.step()
+    par.finish()  # the trained weights into ``net`` on rank 0
+    cosines = {}
+    for name, p in net.named_parameters():
+        a, b = (p.detach() - initial[name]).flatten(), (ref_params[name].detach() - initial[name]).flatten()
+        cosines[name] = float(F.cosine_similarity(a, b, dim=0))
+    return {"grads": grads, "cosines": cosines if ctx.is_main else {}}
+
+
+def _step_grads(par: Any, train_net: Any, ref_params: dict[str, Any]) -> dict[str, float]:
+    """|sharded - reference| gradient per parameter this rank holds: the dense parts averaged over the ranks
+    (as par.step does, here on a copy), the table shards as TorchRec's all-to-all returns them (it divides
+    by the world size in the backward pass, so they are the global batch's mean gradients already)."""
+    from turborec.distributed import sharding as S
+
+    sharded = par._sharded()
+    world = par.world_size
+    out: dict[str, float] = {}
+    for name, p in sharded.dense_params.items():
+        g = p.grad.clone()
+        dist.all_reduce(g)
+        out[name] = _max_diff(g / world, ref_params[name].grad)
+    offsets = {name: S.local_shards(st) for name, st in sharded.named_tables().items()}
+    by_table = {getattr(m, "turborec_table_name", None): n for n, m in dict(par.net.named_modules()).items()}
+    for name, p in train_net.named_parameters():
+        if ".embedding_bags." not in name or p.grad is None or not p.numel():
+            continue
+        table = name.split(".embedding_bags.")[1].rsplit(".", 1)[0]
+        (r0, c0), shard = offsets[table][0]
+        ref = ref_params[f"{by_table[table]}.weight"].grad[r0 : r0 + shard.shape[0], c0 : c0 + shard.shape[1]]
+        out[f"table {table}"] = _max_diff(p.grad, ref)
+    return out
 
 
 JOBS: dict[str, Callable[[DistContext, list[str]], dict[str, Any]]] = {
     "tablewise_step": tablewise_step,
     "torchrec_shards": torchrec_shards,
+    "sharded_adam_steps": sharded_adam_steps,
 }
 
 

@@ -104,3 +104,22 @@ def test_killed_worker_resumes_from_the_last_checkpoint(tmp_path: Path) -> None:
     assert a.keys() == b.keys()
     worst = max(float(np.abs(a[k].astype(np.float64) - b[k]).max()) for k in a if a[k].size)
     assert worst < 1e-5, f"resumed run differs from the uninterrupted one by {worst}"
+
+
+def test_one_process_through_torchrec_trains_the_estimators_model(tmp_path: Path) -> None:
+    """The sharded job is the estimator's own training (same loop, loss, negatives, weight averaging, early
+    stopping): through TorchRec with one process it ends with the weights ``turborec train`` without
+    --nproc ends with (dropout, history dropout and weight averaging on, as by default)."""
+    from turborec.data import apply_protocol, load_dataset
+    from turborec.train.options import make_estimator
+
+    spec = _spec(tmp_path, "sharded", epochs=3)
+    assert launch_training(spec, 1) == 0
+    split = apply_protocol("recbole", load_dataset(None, "synthetic", **DATA), seed=7)
+    rec = make_estimator("two-tower", dict(spec.params), seed=7, epochs=3, progress=False, device="cpu")
+    rec.fit(split.train, split.valid)
+    rec.save(tmp_path / "single")
+    a, b = _weights(tmp_path / "single"), _weights(tmp_path / "sharded")
+    assert a.keys() == b.keys()
+    worst = max(float(np.abs(a[k].astype(np.float64) - b[k]).max()) for k in a if a[k].size)
+    assert worst < 1e-4, f"the one-process TorchRec job differs from the estimator by {worst}"

@@ -23,8 +23,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="restart all processes this many times when one dies (resumes from --checkpoint-dir)")
     g.add_argument("--backend", choices=("auto", "gloo", "nccl"), default="auto",
                    help="torch.distributed backend (auto: nccl with --device cuda, else gloo)")
-    g.add_argument("--embedding-lr", type=float, default=0.15,
-                   help="learning rate of the fused Adagrad that updates the sharded tables (default 0.15)")
+    g.add_argument("--embedding-optimizer", choices=("adam", "adagrad", "rowwise_adagrad", "sgd"), default="adam",
+                   help="how the sharded tables learn: adam (default) is the single-process optimizer and "
+                        "learning rate, exact; adagrad, rowwise_adagrad, sgd update rows inside the backward "
+                        "pass (FBGEMM fused kernel: no table gradient in memory, for tables too large for adam)")
+    g.add_argument("--embedding-lr", type=float, default=None,
+                   help="learning rate of a fused table optimizer (default 0.15; adam uses the model's lr)")
 
 
 def _data_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -49,14 +53,21 @@ def run_sharded(args: argparse.Namespace) -> int | None:
     from pathlib import Path
 
     from turborec._util.optional import require
+    from turborec.errors import ConfigError
+
+    if getattr(args, "task", "retrieval") != "retrieval":
+        # the CTR rankers' table-wise sharding (turborec.distributed.tablewise) is a library API for GPU hosts,
+        # measured by benchmarks/distributed.py gpu; the CLI shards only what it can train the same as one process
+        raise ConfigError(f"--nproc trains retrieval models (two-tower); --task {args.task} trains in one process")
     from turborec.distributed.launch import launch_training
     from turborec.distributed.spec import ShardedTrainSpec
 
     require("torchrec", "distributed", "torchrec (pip install --no-deps torchrec==1.8.0)")
     spec = ShardedTrainSpec(
         out=str(Path(args.out)), data=args.data, format=args.format, data_options=_data_options(args),
-        protocol=args.protocol, split=args.split, model=args.model, params=dict(args.param), epochs=args.epochs,
-        seed=args.seed, sharding=args.sharding, embedding_lr=args.embedding_lr, checkpoint_dir=args.checkpoint_dir,
+        protocol=args.protocol, split=args.split, model=args.model or "two-tower", params=dict(args.param), epochs=args.epochs,
+        seed=args.seed, sharding=args.sharding, embedding_optimizer=args.embedding_optimizer,
+        embedding_lr=args.embedding_lr, checkpoint_dir=args.checkpoint_dir,
         device=args.device, backend=args.backend, k=args.k, progress=not args.quiet,
     )
     return launch_training(spec, args.nproc, max_restarts=args.max_restarts)

@@ -96,26 +96,38 @@ def _need(saved: Mapping[str, torch.Tensor], key: str, shape: torch.Size) -> tor
     return value
 
 
-def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """A plain torch optimizer's state as (tensors, JSON): its state is created lazily, so it
-    cannot be filled into a template like the fused one."""
-    sd = optimizer.state_dict()
+def split_state(obj: Any, prefix: str) -> tuple[dict[str, torch.Tensor], Any]:
+    """Any nested state (an optimizer's ``state_dict``, RNG states, lists of tensors) as (tensors by path,
+    a JSON skeleton naming them). Mappings keep their key types (an optimizer's state is keyed by int)."""
     tensors: dict[str, torch.Tensor] = {}
-    names: dict[str, list[str]] = {}
-    for idx, state in sd["state"].items():
-        names[str(idx)] = sorted(state)
-        for name, value in state.items():
-            tensors[f"{prefix}.{idx}.{name}"] = torch.as_tensor(value).detach().cpu().clone()
-    return tensors, {"param_groups": sd["param_groups"], "state_names": names}
+
+    def walk(value: Any, path: str) -> Any:
+        if isinstance(value, torch.Tensor):
+            tensors[path] = value.detach().cpu().clone()
+            return {"tensor": path}
+        if isinstance(value, Mapping):
+            return {"map": [[k, walk(v, f"{path}.{k}")] for k, v in value.items()]}
+        if isinstance(value, list | tuple):
+            return {"list": [walk(v, f"{path}.{i}") for i, v in enumerate(value)]}
+        if value is None or isinstance(value, bool | int | float | str):
+            return {"value": value}
+        raise ConfigError(f"cannot checkpoint {type(value).__name__} at {path}")
+
+    return tensors, walk(obj, prefix)
 
 
-def load_optimizer(optimizer: torch.optim.Optimizer, prefix: str, tensors: Mapping[str, torch.Tensor],
-                   meta: Mapping[str, Any]) -> None:
-    state = {
-        int(idx): {name: tensors[f"{prefix}.{idx}.{name}"].clone() for name in names}
-        for idx, names in meta["state_names"].items()
-    }
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+def join_state(skeleton: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
+    """Inverse of :func:`split_state`."""
+    if "tensor" in skeleton:
+        key = skeleton["tensor"]
+        if key not in tensors:
+            raise ArtifactError(f"checkpoint has no tensor '{key}' (was it written by another model or plan?)")
+        return tensors[key].clone()
+    if "map" in skeleton:
+        return {k: join_state(v, tensors) for k, v in skeleton["map"]}
+    if "list" in skeleton:
+        return [join_state(v, tensors) for v in skeleton["list"]]
+    return skeleton["value"]
 
 
 # ------------------------------------------------------------------------- on disk

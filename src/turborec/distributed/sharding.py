@@ -27,26 +27,42 @@ def _torchrec() -> Any:
     return require("torchrec", "distributed", "torchrec (install with: pip install --no-deps torchrec==1.8.0)")
 
 
-FUSED_OPTIMIZERS = ("adagrad", "rowwise_adagrad", "sgd")
+TABLE_OPTIMIZERS = ("adam", "adagrad", "rowwise_adagrad", "sgd")
 
 
 @dataclass(frozen=True)
-class FusedOptimizer:
-    """The optimizer FBGEMM's table-batched embedding kernel applies inside the backward pass: only
-    the rows a batch touched move, and no gradient for a table is ever materialised. On CPU the kernel
-    offers exact Adagrad (per element), row-wise Adagrad (one accumulator per row) and SGD; not Adam."""
+class TableOptimizer:
+    """How the sharded tables learn.
 
-    kind: str = "adagrad"
-    lr: float = 0.15
+    ``adam`` (the default) is the estimator's own optimizer: the shards use TorchRec's *dense* compute
+    kernel, so each rank's shard is an ordinary parameter with a gradient and ``torch.optim.Adam`` updates
+    it with the estimator's learning rate, exactly as one process updates the whole table. The other kinds
+    are FBGEMM's *fused* kernel, which updates the touched rows inside the backward pass and never
+    materialises a table's gradient (what large tables need); on CPU it offers exact Adagrad, row-wise
+    Adagrad and SGD, not Adam (its CPU build refuses ``adam``), with their own learning rate ``lr``.
+    """
+
+    kind: str = "adam"
+    lr: float = 0.15  # the fused kinds only; adam uses the training config's lr
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        if self.kind not in FUSED_OPTIMIZERS:
-            raise ConfigError(f"embedding optimizer {self.kind!r}: expected one of {', '.join(FUSED_OPTIMIZERS)}")
+        if self.kind not in TABLE_OPTIMIZERS:
+            raise ConfigError(f"embedding optimizer {self.kind!r}: expected one of {', '.join(TABLE_OPTIMIZERS)}")
         if not self.lr > 0:
             raise ConfigError(f"embedding learning rate must be > 0, got {self.lr}")
 
-    def fused_params(self) -> dict[str, Any]:
+    @property
+    def fused(self) -> bool:
+        return self.kind != "adam"
+
+    @property
+    def compute_kernel(self) -> str:
+        return "fused" if self.fused else "dense"
+
+    def fused_params(self) -> dict[str, Any] | None:
+        if not self.fused:
+            return None
         from fbgemm_gpu.split_embedding_configs import EmbOptimType
 
         kinds = {"adagrad": EmbOptimType.EXACT_ADAGRAD, "rowwise_adagrad": EmbOptimType.EXACT_ROWWISE_ADAGRAD,
@@ -54,8 +70,8 @@ class FusedOptimizer:
         return {"optimizer": kinds[self.kind], "learning_rate": self.lr, "eps": self.eps}
 
 
-def make_sharder(optimizer: FusedOptimizer) -> Any:
-    """An EmbeddingBagCollection sharder with the fused optimizer, that also offers row-wise on CPU."""
+def make_sharder(optimizer: TableOptimizer) -> Any:
+    """An EmbeddingBagCollection sharder with the table optimizer, that also offers row-wise on CPU."""
     from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
     from torchrec.distributed.types import ShardingType
 
@@ -70,9 +86,15 @@ def make_sharder(optimizer: FusedOptimizer) -> Any:
 
 
 def plan_sharding(
-    module: nn.Module, tables: Sequence[str], sharding: str, sharder: Any, device: torch.device, world_size: int
+    module: nn.Module, tables: Sequence[str], sharding: str, sharder: Any, device: torch.device, world_size: int,
+    compute_kernel: str = "fused",
 ) -> Any:
-    """The same sharding plan on every rank (rank 0 plans, then broadcasts it)."""
+    """The same sharding plan on every rank (rank 0 plans, then broadcasts it).
+
+    TorchRec 1.8's planner accepts the dense kernel for data-parallel tables only ("TODO re-enable model
+    parallel and dense" in its sharder), while its sharded lookups run it: the plan is made for the fused
+    kernel and then switched to ``compute_kernel``; tests/distributed compare the result with one process.
+    """
     _torchrec()
     from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
 
@@ -83,7 +105,12 @@ def plan_sharding(
         constraints = {t: ParameterConstraints(sharding_types=[sharding], compute_kernels=["fused"]) for t in tables}
     topology = Topology(world_size=world_size, compute_device=device.type)
     planner = EmbeddingShardingPlanner(topology=topology, constraints=constraints)
-    return planner.collective_plan(module, [sharder], dist.GroupMember.WORLD)
+    plan = planner.collective_plan(module, [sharder], dist.GroupMember.WORLD)
+    if compute_kernel != "fused":
+        for module_plan in plan.plan.values():
+            for param in module_plan.values():
+                param.compute_kernel = compute_kernel
+    return plan
 
 
 @dataclass(frozen=True)

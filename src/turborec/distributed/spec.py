@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from turborec.distributed.sharding import FUSED_OPTIMIZERS, SHARDINGS
+from turborec.distributed.sharding import SHARDINGS, TABLE_OPTIMIZERS
 from turborec.errors import ConfigError
 
 
@@ -26,8 +26,10 @@ class ShardedTrainSpec:
     epochs: int | None = None
     seed: int = 2020
     sharding: str = "table_wise"
-    embedding_optimizer: str = "adagrad"
-    embedding_lr: float = 0.15  # chosen on ml-latest-small validation NDCG (0.02, 0.05, 0.15 tried)
+    # adam: the estimator's optimizer and learning rate on the shards (dense kernel; the default, as one
+    # process trains); adagrad / rowwise_adagrad / sgd: FBGEMM's fused kernel with ``embedding_lr``
+    embedding_optimizer: str = "adam"
+    embedding_lr: float | None = None  # fused kinds; None: 0.15 (see docs/distributed.md)
     checkpoint_dir: str | None = None
     checkpoint_every: int = 1
     device: str = "cpu"
@@ -42,10 +44,10 @@ class ShardedTrainSpec:
             raise ConfigError(f"split {self.split!r}: expected protocol or none")
         if self.sharding not in SHARDINGS:
             raise ConfigError(f"--sharding {self.sharding}: expected one of {', '.join(SHARDINGS)}")
-        if self.embedding_optimizer not in FUSED_OPTIMIZERS:
+        if self.embedding_optimizer not in TABLE_OPTIMIZERS:
             raise ConfigError(f"embedding optimizer {self.embedding_optimizer!r}: expected one of "
-                              f"{', '.join(FUSED_OPTIMIZERS)}")
-        if not self.embedding_lr > 0:
+                              f"{', '.join(TABLE_OPTIMIZERS)}")
+        if self.embedding_lr is not None and not self.embedding_lr > 0:
             raise ConfigError(f"embedding_lr must be > 0, got {self.embedding_lr}")
         if self.checkpoint_every < 1:
             raise ConfigError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
