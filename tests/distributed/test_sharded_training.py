@@ -47,10 +47,12 @@ def test_cli_flags_train_two_processes_into_a_servable_artifact(tmp_path: Path) 
     import json
 
     from turborec.cli import cmd_distributed, cmd_train
+    from turborec.cli.common import add_quiet
     from turborec.train import load
 
     parser = argparse.ArgumentParser()
     cmd_train.add_arguments(parser)
+    add_quiet(parser)  # main.py gives every command --quiet
     if not any(a.dest == "nproc" for a in parser._actions):
         cmd_distributed.add_train_arguments(parser)
     config = tmp_path / "synthetic.json"
