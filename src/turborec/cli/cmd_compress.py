@@ -80,26 +80,14 @@ def _compression(args: argparse.Namespace) -> Any:
 
 
 def _typed_sizes(config: Any, pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    """``--distill`` values typed like the teacher's config fields ('64,32' -> (64, 32))."""
-    from turborec.errors import ConfigError
+    """``--distill`` values typed like the teacher's config fields ('64,32' -> (64, 32)), ranges checked."""
+    from turborec._util.options import parse_fields
+    from turborec.train.options import check_range
 
-    out: dict[str, Any] = {}
-    for key, raw in pairs:
-        current = getattr(config, key, None)
-        try:
-            if isinstance(current, tuple):
-                out[key] = tuple(int(v) for v in raw.split(",") if v.strip())
-            elif isinstance(current, bool):
-                out[key] = raw.lower() in ("1", "true", "yes")
-            elif isinstance(current, int):
-                out[key] = int(raw)
-            elif isinstance(current, float):
-                out[key] = float(raw)
-            else:
-                out[key] = raw
-        except ValueError:
-            raise ConfigError(f"--distill {key}={raw!r}: expected a value like {current!r}") from None
-    return out
+    sizes = parse_fields(type(config), dict(pairs), what="--distill")
+    for key, value in sizes.items():
+        check_range(key, value)
+    return sizes
 
 
 def _compress(args: argparse.Namespace) -> int:

@@ -19,12 +19,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", default="recbole", help="split protocol used with --data (default recbole)")
     p.add_argument("--seed", type=int, default=2020, help="protocol seed (default 2020)")
     p.add_argument("--train", metavar="FILE", help="your training file (masked items), with --test")
-    p.add_argument("--test", metavar="FILE", help="your test file, with --train")
+    p.add_argument("--test", metavar="FILE", help="your test file, with --train (a ranker: alone, all rows scored)")
     p.add_argument("-k", "--k", type=positive_int, action="append", help="cutoff(s), repeatable (default 10 and 20)")
     p.add_argument("--task", choices=("retrieval", "pipeline", "ctr"), default=None,
                    help="default: from the artifact (ctr: AUC / logloss / calibration)")
     p.add_argument("--split", choices=("protocol", "none"), default="protocol",
-                   help="ctr: score the test part of the 8:1:1 split (default) or the whole file")
+                   help="ctr with --data: score the test part of the split saved in the artifact (default) "
+                        "or the whole file")
+    p.add_argument("--fields", metavar="FILE", help="ctr, libfm rows: JSON field map, name -> [first_id, last_id]")
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="ctr: score rows even when over 1%% of them are the model's training rows (default: refuse)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,8 +18,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="retrieval model, two-stage retrieve->rank pipeline, or CTR ranker (default retrieval)")
     p.add_argument("--model", default=None,
                    help="retrieval: popularity, bpr, two-tower, ease (default two-tower); "
-                        "ctr: logreg, dlrm, dcnv2, deepfm (default dcnv2)")
-    p.add_argument("--ranker", default="dlrm", help="pipeline ranker: logreg, dlrm, dcnv2, deepfm (default dlrm)")
+                        "ctr: logreg, fm, dlrm, dcnv2, deepfm (default dcnv2)")
+    p.add_argument("--fields", metavar="FILE",
+                   help="ctr, --format libfm: JSON field map name -> [first_id, last_id]; without it the i-th pair "
+                        "of a line is field i, checked to hold one id range per position on every line")
+    p.add_argument("--ranker", default="dlrm", help="pipeline ranker: logreg, fm, dlrm, dcnv2, deepfm (default dlrm)")
     p.add_argument("--candidates", type=positive_int, default=100, help="pipeline: retrieved candidates N (default 100)")
     p.add_argument("--out", required=True, metavar="DIR", help="artifact directory to write (replaced atomically)")
     p.add_argument("--protocol", default="recbole", help="split protocol: recbole, leave-last-out, temporal")

@@ -1,101 +1,73 @@
-"""The CTR side of 'turborec train' / 'turborec evaluate' (--task ctr)."""
+"""The CTR side of 'turborec train' / 'turborec evaluate' (--task ctr): argument glue only; the
+recipe is :mod:`turborec.train.ctr_recipe`, evaluation :mod:`turborec.train.ctr_eval`."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-# defaults tuned on the Criteo/Avazu samples (benchmarks/ctr_accuracy.py): small data, strong regularisation
-NET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "logreg": {},
-    "dlrm": {"embedding_dim": 16, "bottom_mlp": (), "top_mlp": (32,), "dropout": 0.5, "wide": True},
-    "dcnv2": {"embedding_dim": 8, "n_cross": 2, "deep": (64,), "structure": "parallel", "dropout": 0.5, "wide": True},
-    "deepfm": {"embedding_dim": 8, "deep": (64, 32), "dropout": 0.5},
-}
+CTR_TRAIN_FORMATS = ("criteo", "avazu", "libfm")
 
 
-def read_raw(path: str, fmt: str) -> Any:
-    from turborec.data.ctr import read_avazu, read_criteo, read_libfm
+def read_raw(path: str, fmt: str, fields: str | None = None) -> Any:
+    from turborec.data.ctr import LibfmFields, read_avazu, read_criteo, read_libfm
     from turborec.errors import ConfigError
 
-    readers = {"criteo": read_criteo, "avazu": read_avazu, "libfm": read_libfm}
-    if fmt not in readers:
-        raise ConfigError(f"--task ctr needs --format criteo, avazu or libfm (got {fmt!r})")
-    return readers[fmt](path)
-
-
-def _coerce(value: str, default: Any) -> Any:
-    if isinstance(default, bool):
-        return value.lower() in ("1", "true", "yes", "on")
-    if isinstance(default, int):
-        return int(value)
-    if isinstance(default, float):
-        return float(value)
-    if isinstance(default, tuple):
-        return tuple(int(v) for v in value.split(",") if v.strip())
-    return value
+    if fmt not in CTR_TRAIN_FORMATS:
+        raise ConfigError(f"--task ctr reads --format criteo, avazu or libfm (got {fmt!r})")
+    if fields and fmt != "libfm":
+        raise ConfigError("--fields maps libfm feature ids to fields: it goes with --format libfm")
+    if fmt == "libfm":
+        return read_libfm(path, fields=LibfmFields.from_file(fields) if fields else None)
+    return read_criteo(path) if fmt == "criteo" else read_avazu(path)
 
 
 def train_ctr(args: argparse.Namespace) -> int:
-    from dataclasses import fields
-
     from turborec.cli.report import print_table
-    from turborec.data.ctr import CTREncoder, shuffle_split
     from turborec.errors import ConfigError
-    from turborec.models.base import net_class
-    from turborec.models.rankers import build_ranker
-    from turborec.train.ctr import CTRTrainConfig, evaluate_ranker, fit_ranker, save_ranker
+    from turborec.train.ctr_recipe import FORMAT_PRESETS, ctr_recipe, save_ctr_run
+    from turborec.train.ctr_recipe import train_ctr as run_recipe
 
-    kind = args.model or "dcnv2"
-    if kind not in NET_DEFAULTS:
-        raise ConfigError(f"unknown ranker '{kind}' (known: {', '.join(NET_DEFAULTS)})")
     if not args.data:
         raise ConfigError("--task ctr needs --data")
-    cls = net_class(kind)
-    cfg_cls = cls.config_class  # type: ignore[attr-defined]
-    net_cfg: dict[str, Any] = dict(NET_DEFAULTS[kind])
-    train_kw: dict[str, Any] = {"epochs": args.epochs or 40, "seed": args.seed, "progress": not args.quiet,
-                                "device": args.device, "batch_size": 256, "embedding_l2": 1e-3, "weight_decay": 0.01}
-    net_fields = {f.name: f.default for f in fields(cfg_cls)}
-    train_fields = {f.name: f.default for f in fields(CTRTrainConfig)}
-    for key, raw in args.param:
-        if key in net_fields:
-            net_cfg[key] = _coerce(raw, net_fields[key])
-        elif key in train_fields:
-            train_kw[key] = _coerce(raw, train_fields[key])
-        else:
-            raise ConfigError(f"{kind}: unknown option '{key}'; known: {', '.join(sorted({**net_fields, **train_fields}))}")
-    train_cfg = CTRTrainConfig(**train_kw)
-    net = cfg_cls.from_dict(net_cfg)
-    raw = read_raw(args.data, args.format or "criteo")
-    train_raw, valid_raw, test_raw = shuffle_split(raw, (0.8, 0.1, 0.1), seed=args.seed)
-    encoder = CTREncoder(min_freq=10, standardize=True).fit(train_raw)
-    train, valid, test = (encoder.transform(r) for r in (train_raw, valid_raw, test_raw))
-    model = build_ranker(kind, net, cardinalities=train.cardinalities, n_dense=train.dense.shape[1])
-    fit = fit_ranker(model, train, valid, train_cfg)
-    metrics = evaluate_ranker(model, test)
-    print_table([{"model": kind, **metrics, "valid_auc": fit.best_valid_auc, "fit_s": fit.seconds}])
-    path = save_ranker(args.out, model, encoder=encoder, metrics={**metrics, "split_seed": args.seed},
-                       train_config=train_cfg)
-    print(f"saved {path}")
+    fmt = args.format or "criteo"
+    recipe = ctr_recipe(
+        args.model or "dcnv2", FORMAT_PRESETS.get(fmt, "criteo"), dict(args.param), seed=args.seed,
+        epochs=args.epochs, progress=not args.quiet, device=args.device, threads=getattr(args, "threads", None),
+    )  # fmt: skip  (options are checked before the data is read)
+    run = run_recipe(read_raw(args.data, fmt, getattr(args, "fields", None)), recipe)
+    m = run.metrics
+    print_table([{"model": recipe.kind, "auc": m["auc"], "logloss": m["logloss"], "calibration": m["calibration"],
+                  "valid_auc": m["valid_auc"], "valid_logloss": m["valid_logloss"], "fit_s": m["fit_seconds"]}])  # fmt: skip
+    if m.get("valid_logloss_below_logreg") is False:
+        print(f"note: validation logloss {m['valid_logloss']:.4f} is above logistic regression's "
+              f"{m['logreg_valid_logloss']:.4f} even after calibration", file=sys.stderr)  # fmt: skip
+    print(f"saved {save_ctr_run(args.out, run)}")
     return 0
 
 
 def evaluate_ctr(args: argparse.Namespace) -> int:
     from turborec.cli.report import print_table
-    from turborec.data.ctr import shuffle_split
-    from turborec.metrics.ctr import auc, calibration, logloss
+    from turborec.errors import ConfigError
     from turborec.train.ctr import load_ranker
+    from turborec.train.ctr_eval import evaluate_rows
 
+    if bool(args.data) == bool(args.test):
+        raise ConfigError("a ranker is evaluated on --test FILE (all its rows) or --data FILE (the test part of "
+                          "the split saved in the artifact): give one of them")  # fmt: skip
     ranker = load_ranker(args.model_dir)
-    raw = read_raw(args.data, args.format or "criteo")
-    if args.split == "protocol":  # the test part of the same shuffled 8:1:1 split used by 'train --task ctr'
-        raw = shuffle_split(raw, (0.8, 0.1, 0.1), seed=args.seed)[2]
-    if raw.label is None:
-        from turborec.errors import DataError
+    fmt = args.format or "criteo"
+    path = args.test or args.data
+    raw = read_raw(path, fmt, getattr(args, "fields", None)) if fmt in CTR_TRAIN_FORMATS else None
+    if raw is None:
+        from turborec.train.ctr_predict import read_table
 
-        raise DataError("rows have no labels: cannot evaluate", source=args.data)
-    p = ranker.predict(raw)
-    print_table([{"rows": len(p), "auc": auc(raw.label, p), "logloss": logloss(raw.label, p),
-                  "calibration": calibration(raw.label, p)}])
+        raw = read_table(ranker, path, fmt)
+    use_split = bool(args.data) and args.split != "none"
+    result = evaluate_rows(ranker, raw, use_split=use_split, allow_overlap=getattr(args, "allow_overlap", False))
+    for line in result.notes:
+        print(f"turborec evaluate: warning: {line}", file=sys.stderr)
+    print(f"{ranker.path} on {result.source}")
+    print_table([result.metrics])
     return 0

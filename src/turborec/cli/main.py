@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("cmd_train", "train a model on a dataset and save it as an artifact directory"),
     "evaluate": ("cmd_evaluate", "full-ranking evaluation of a saved model (protocol split or your own train/test files)"),
     "recommend": ("cmd_recommend", "top-k recommendations from a saved model for one user or a file of users"),
+    "predict": ("cmd_predict", "score a file of CTR rows with a saved ranker: one click probability per row"),
     "export": ("cmd_export", "export a saved model: --edge writes an on-device re-ranking bundle (int8 ONNX + candidates)"),
     "serve": ("cmd_serve", "HTTP service with micro-batching, live events, Prometheus metrics and SLO degradation"),
     "compress": ("cmd_compress", "quantize / prune / distill a saved model, or --report what each variant costs and saves"),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from turborec._util.options import parse_fields
 from turborec.errors import ConfigError
 
 ENV_PREFIX = "TURBOREC_SERVE_"
@@ -138,13 +139,7 @@ class ServeSettings:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> ServeSettings:
         """Build from option names to values (strings are converted to each field's type)."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = set(values) - set(known)
-        if unknown:
-            raise ConfigError(f"unknown serve options: {', '.join(sorted(unknown))}")
-        defaults = cls()
-        kwargs = {name: _convert(name, raw, getattr(defaults, name)) for name, raw in values.items()}
-        return cls(**kwargs)
+        return cls(**parse_fields(cls, values, what="serve option"))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServeSettings:
@@ -161,31 +156,3 @@ class ServeSettings:
                 values[f.name] = env[key]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_mapping(values)
-
-
-_PATH_FIELDS = {"artifact", "store_path", "artifacts_root"}
-_OPTIONAL_STR_FIELDS = {"redis_url", "admin_token", "events_token"}
-
-
-def _convert(name: str, raw: Any, default: Any) -> Any:
-    if not isinstance(raw, str):
-        return raw
-    if name in _PATH_FIELDS:
-        return Path(raw) if raw else None
-    if name in _OPTIONAL_STR_FIELDS:
-        return raw or None
-    try:
-        if isinstance(default, bool):
-            low = raw.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-    except ValueError:
-        raise ConfigError(f"serve option {name}={raw!r}: expected a {type(default).__name__}") from None
-    return raw

@@ -37,6 +37,7 @@ from turborec.train.recommender import LoadHooks
 
 RANKER_KIND = "ranker"
 ENCODER_FILE = "encoder.json"
+TRAIN_ROWS_FILE = "train_rows.safetensors"
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class CTRTrainConfig:
     wide_lr: float | None = None  # first-order term (wide=True); None = as the other tables, 0 = frozen
     weight_decay: float = 0.0  # decoupled (AdamW) decay of non-embedding parameters
     embedding_l2: float = 0.0  # L2 on looked-up embedding rows, per batch
-    patience: int = 2  # evaluations without a better validation AUC before stopping
+    patience: int = 2  # evaluations with neither a better validation AUC nor a better logloss before stopping
+    select: str = "auc"  # which checkpoint is restored: best validation "auc" or best "logloss"
     eval_every: int | None = None  # steps between validations; None = once per epoch
     eval_batch_size: int = 8192
     seed: int = 0
@@ -66,15 +68,18 @@ class CTRTrainConfig:
             raise ConfigError("weight_decay, embedding_l2 and patience must be >= 0")
         if self.eval_every is not None and self.eval_every < 1:
             raise ConfigError(f"eval_every must be >= 1 or None, got {self.eval_every}")
+        if self.select not in ("auc", "logloss"):
+            raise ConfigError(f"select must be 'auc' or 'logloss', got {self.select!r}")
 
 
 @dataclass
 class CTRFitResult:
-    best_valid_auc: float
+    best_valid_auc: float  # of the restored checkpoint
     best_step: int
     steps: int
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    best_valid_logloss: float = math.nan  # of the restored checkpoint
 
 
 def _check_inputs(model: RankerNet, data: CTRData, what: str, need_label: bool = True) -> None:
@@ -168,10 +173,29 @@ class CTRTrainer:
         loss_fn = nn.BCEWithLogitsLoss()
         steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
         eval_every = cfg.eval_every or steps_per_epoch
-        best_auc, best_step, best_state = -math.inf, 0, None
+        best = {"auc": -math.inf, "logloss": math.inf}
+        chosen: dict[str, float] = {"auc": math.nan, "logloss": math.nan, "step": 0}
+        best_state = None
         history: list[dict[str, float]] = []
         stale, step, started = 0, 0, time.perf_counter()
         stop = False
+
+        def validate(epoch: int, running: float) -> bool:
+            """Record a validation; True when neither metric has improved for more than ``patience`` checks."""
+            nonlocal stale, best_state
+            assert valid is not None
+            metrics = evaluate_ranker(model, valid, batch_size=cfg.eval_batch_size)
+            model.train()
+            history.append({"step": step, "epoch": epoch + 1, "train_loss": running,
+                            "valid_auc": metrics["auc"], "valid_logloss": metrics["logloss"]})  # fmt: skip
+            better_auc, better_ll = metrics["auc"] > best["auc"], metrics["logloss"] < best["logloss"]
+            best["auc"], best["logloss"] = max(best["auc"], metrics["auc"]), min(best["logloss"], metrics["logloss"])
+            if better_auc if cfg.select == "auc" else better_ll:
+                chosen.update(auc=metrics["auc"], logloss=metrics["logloss"], step=step)
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            stale = 0 if (better_auc or better_ll) else stale + 1
+            return stale > cfg.patience
+
         for epoch in range(cfg.epochs):
             model.train()
             bar = progress_bar(cfg.progress, total=steps_per_epoch, desc=f"epoch {epoch + 1}", leave=False)
@@ -190,26 +214,15 @@ class CTRTrainer:
                 running = 0.98 * running + 0.02 * value if step > 1 else value
                 bar.update(1)
                 bar.set_postfix(loss=f"{running:.4f}")
-                if valid is not None and step % eval_every == 0:
-                    valid_auc = evaluate_ranker(model, valid, batch_size=cfg.eval_batch_size)["auc"]
-                    model.train()
-                    history.append({"step": step, "epoch": epoch + 1, "train_loss": running, "valid_auc": valid_auc})
-                    if valid_auc > best_auc:
-                        best_auc, best_step, stale = valid_auc, step, 0
-                        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                    else:
-                        stale += 1
-                        if stale > cfg.patience:
-                            stop = True
-                            break
+                if valid is not None and step % eval_every == 0 and validate(epoch, running):
+                    stop = True
+                    break
             bar.close()
             last_auc = f" valid_auc {history[-1]['valid_auc']:.4f}" if history and "valid_auc" in history[-1] else ""
             log_line(cfg.progress, f"epoch {epoch + 1}/{cfg.epochs} loss {running:.4f}{last_auc} "
                                    f"({time.perf_counter() - epoch_start:.1f}s)")
             if valid is not None and not history and epoch == cfg.epochs - 1:  # eval_every > all steps
-                valid_auc = evaluate_ranker(model, valid, batch_size=cfg.eval_batch_size)["auc"]
-                history.append({"step": step, "epoch": epoch + 1, "train_loss": running, "valid_auc": valid_auc})
-                best_auc, best_step = valid_auc, step
+                validate(epoch, running)
             if valid is None:
                 history.append({"step": step, "epoch": epoch + 1, "train_loss": running})
             if stop:
@@ -218,12 +231,40 @@ class CTRTrainer:
             model.load_state_dict(best_state)
         model.eval()
         return CTRFitResult(
-            best_valid_auc=best_auc if valid is not None else math.nan,
-            best_step=best_step if valid is not None else step,
+            best_valid_auc=chosen["auc"] if valid is not None else math.nan,
+            best_step=int(chosen["step"]) if valid is not None else step,
             steps=step,
             seconds=time.perf_counter() - started,
             history=history,
+            best_valid_logloss=chosen["logloss"] if valid is not None else math.nan,
         )
+
+
+def calibrate_ranker(model: RankerNet, valid: CTRData, *, batch_size: int = 8192) -> tuple[float, float]:
+    """Platt scaling on validation rows: set ``model.calibration`` to the (scale > 0, shift) on top of its
+    current one that minimises validation logloss (ranking, hence AUC, unchanged); returns it."""
+    _check_inputs(model, valid, "calibration")
+    assert valid.label is not None
+    from scipy.optimize import minimize
+
+    with torch.no_grad():
+        model.calibration.copy_(torch.tensor([1.0, 0.0]))
+    p = predict_ranker(model, valid, batch_size=batch_size).astype(np.float64)
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    z, y = np.log(p / (1 - p)), valid.label.astype(np.float64)
+
+    def loss(ab: np.ndarray) -> tuple[float, np.ndarray]:
+        t = ab[0] * z + ab[1]
+        q = 1.0 / (1.0 + np.exp(-t))
+        value = float(np.mean(np.logaddexp(0.0, t) - y * t))
+        g = q - y
+        return value, np.array([np.mean(g * z), np.mean(g)])
+
+    res = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B", bounds=[(1e-3, None), (None, None)])
+    scale, shift = (float(res.x[0]), float(res.x[1])) if res.success and res.fun <= loss(np.array([1.0, 0.0]))[0] else (1.0, 0.0)
+    with torch.no_grad():
+        model.calibration.copy_(torch.tensor([scale, shift]))
+    return scale, shift
 
 
 def fit_ranker(
@@ -241,11 +282,16 @@ def save_ranker(
     metrics: dict[str, float] | None = None,
     train_config: CTRTrainConfig | None = None,
     transforms: Sequence[Mapping[str, Any]] = (),
+    split: Mapping[str, Any] | None = None,
+    train_rows: np.ndarray | None = None,
+    extra_config: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a "ranker" artifact (atomic, checksummed, no pickle).
 
     ``transforms``: records of the compression transforms applied to ``model`` (turborec.compress),
-    replayed on load through ``load_ranker(path, hooks)``.
+    replayed on load through ``load_ranker(path, hooks)``. ``split``: how the training rows were cut
+    (seed, ratios, rows), so evaluation can re-create it; ``train_rows``: uint64 fingerprints of the
+    training rows (``turborec.data.ctr.row_fingerprints``), so evaluation can refuse to score them.
     """
     if not model.kind:
         raise ConfigError(f"{type(model).__name__} is not registered with @register_net, so it cannot be reloaded")
@@ -261,9 +307,23 @@ def save_ranker(
         config["train"] = asdict(train_config)
     if transforms:
         config["transforms"] = [dict(t) for t in transforms]
+    if split is not None:
+        config["split"] = dict(split)
+    config.update(extra_config or {})
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     json_files = {ENCODER_FILE: encoder.to_json()} if encoder is not None else None
-    return save_artifact(path, kind=RANKER_KIND, config=config, tensors=state, json_files=json_files, metrics=metrics)
+    extra = None
+    if train_rows is not None:
+        rows = np.ascontiguousarray(np.sort(np.asarray(train_rows, dtype=np.uint64)))
+        config["train_rows"] = TRAIN_ROWS_FILE
+
+        def extra(folder: Path) -> None:
+            from safetensors.numpy import save_file
+
+            save_file({"fingerprints": rows}, str(folder / TRAIN_ROWS_FILE))
+
+    return save_artifact(path, kind=RANKER_KIND, config=config, tensors=state, json_files=json_files,
+                         metrics=metrics, extra=extra)  # fmt: skip
 
 
 @dataclass
@@ -274,6 +334,16 @@ class LoadedRanker:
     encoder: CTREncoder | None
     metrics: dict[str, Any]
     path: Path
+    split: dict[str, Any] | None = None  # seed, ratios and row count of the training split
+    train_rows: np.ndarray | None = None  # sorted uint64 fingerprints of the training rows
+
+    def overlap(self, fingerprints: np.ndarray) -> int:
+        """How many of the given row fingerprints are training rows (0 when the artifact kept none)."""
+        if self.train_rows is None or not len(fingerprints):
+            return 0
+        pos = np.searchsorted(self.train_rows, fingerprints)
+        pos = np.minimum(pos, len(self.train_rows) - 1)
+        return int((self.train_rows[pos] == fingerprints).sum()) if len(self.train_rows) else 0
 
     def predict(self, rows: RawCTR | CTRData, *, batch_size: int = 8192) -> np.ndarray:
         """Click probabilities float32 [N]; raw rows are encoded first (unseen categories -> OOV row)."""
@@ -307,7 +377,9 @@ def load_ranker(path: str | os.PathLike[str], hooks: LoadHooks | None = None) ->
         )
         if hooks is not None:
             hooks.prepare(model, records)
-        model.load_state_dict(art.torch_tensors(), strict=True)
+        tensors = art.torch_tensors()
+        tensors.setdefault("calibration", model.calibration.clone())  # artifacts written before calibration
+        model.load_state_dict(tensors, strict=True)
         if hooks is not None:
             hooks.finish(model, records)
         encoder = CTREncoder.from_json(art.json(cfg["encoder"])) if cfg.get("encoder") else None
@@ -316,7 +388,11 @@ def load_ranker(path: str | os.PathLike[str], hooks: LoadHooks | None = None) ->
             raise
         raise ArtifactError(f"{art.path}: cannot rebuild the ranker ({exc})") from exc
     model.eval()
-    return LoadedRanker(model=model, encoder=encoder, metrics=art.metrics, path=art.path)
+    train_rows = None
+    if cfg.get("train_rows"):
+        train_rows = art.numpy_tensors(str(cfg["train_rows"])).get("fingerprints")
+    return LoadedRanker(model=model, encoder=encoder, metrics=art.metrics, path=art.path,
+                        split=cfg.get("split"), train_rows=train_rows)  # fmt: skip
 
 
 __all__ = [
@@ -324,6 +400,7 @@ __all__ = [
     "CTRTrainConfig",
     "CTRTrainer",
     "LoadedRanker",
+    "calibrate_ranker",
     "evaluate_ranker",
     "fit_ranker",
     "load_ranker",

@@ -1,33 +1,60 @@
-"""Build estimators from string options (``--param dim=64``) with typed coercion."""
+"""Build estimators from string options (``--param dim=64``), typed and range-checked.
+
+Strings are parsed by :mod:`turborec._util.options` (the one option parser) by the
+type of the config field they set. Net configs of retrieval models hold no checks of
+their own, so the common ranges are checked here, before any data is loaded.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import MISSING, fields
 from typing import Any
 
+from turborec._util.options import field_kinds, parse_value
 from turborec.errors import ConfigError
 from turborec.train.recommender import Recommender, estimator_class
 
+# option -> (lowest allowed, whether the lowest is allowed, highest allowed or None); sizes must be >= 1
+_SIZES = ("dim", "hidden", "epochs", "batch_size", "history_len", "eval_every", "threads", "n_factors")
+_RANGES: dict[str, tuple[float, bool, float | None]] = {
+    **{name: (1, True, None) for name in _SIZES},
+    "lr": (0.0, False, None),
+    "temperature": (0.0, False, None),
+    "dropout": (0.0, True, 0.999999),
+    "history_dropout": (0.0, True, 0.999999),
+    "weight_average": (0.0, True, 0.999999),
+    "weight_decay": (0.0, True, None),
+    "patience": (0.0, True, None),
+    "sampled_negatives": (0.0, True, None),
+    "full_softmax_below": (0.0, True, None),
+    "max_seconds": (0.0, False, None),
+    "l2": (0.0, True, None),
+    "reg": (0.0, True, None),
+}
 
-def _coerce(name: str, raw: str, default: Any) -> Any:
-    try:
-        if isinstance(default, bool):
-            low = raw.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float) or default is None:
-            return float(raw) if raw.lower() != "none" else None
-        if isinstance(default, tuple):
-            return tuple(int(x) for x in raw.split(",") if x.strip())
-        return raw
-    except ValueError:
-        raise ConfigError(f"option {name}={raw!r}: expected a value like {default!r}") from None
+
+def check_range(name: str, value: Any) -> None:
+    """One-line ConfigError when a known option's value is outside its range (tuples: every element)."""
+    bounds = _RANGES.get(name)
+    if bounds is None or value is None or isinstance(value, (bool, str)):
+        return
+    low, inclusive, high = bounds
+    for v in value if isinstance(value, tuple) else (value,):
+        bad = not math.isfinite(v) or (v < low if inclusive else v <= low) or (high is not None and v > high)
+        if bad:
+            allowed = f"{'>=' if inclusive else '>'} {low:g}" + (f" and < {math.ceil(high):g}" if high else "")
+            raise ConfigError(f"option {name}={value!r}: must be {allowed}")
+
+
+def option_kinds(name: str) -> dict[str, Any]:
+    """Every ``--param`` a model takes -> the type its value parses as."""
+    cls = estimator_class(name)
+    out: dict[str, Any] = {}
+    for obj_cls in (cls.config_class, type(cls.default_train)):
+        out.update({k: v for k, v in field_kinds(obj_cls).items() if k != "embeddings"})
+    return out
 
 
 def option_defaults(name: str) -> dict[str, Any]:
@@ -42,12 +69,14 @@ def option_defaults(name: str) -> dict[str, Any]:
 
 
 def make_estimator(name: str, options: Mapping[str, str] | None = None, **typed: Any) -> Recommender:
-    """``make_estimator('two-tower', {'dim': '64'}, epochs=5)``: string options are coerced by field type."""
+    """``make_estimator('two-tower', {'dim': '64'}, epochs=5)``: string options are parsed by field type."""
     cls = estimator_class(name)
-    defaults = option_defaults(name)
+    kinds = option_kinds(name)
     parsed: dict[str, Any] = {}
     for key, raw in (options or {}).items():
-        if key not in defaults:
-            raise ConfigError(f"{name}: unknown option '{key}'; known: {', '.join(sorted(defaults))}")
-        parsed[key] = _coerce(key, raw, defaults[key])
+        if key not in kinds:
+            raise ConfigError(f"{name}: unknown option '{key}'; known: {', '.join(sorted(kinds))}")
+        parsed[key] = parse_value(key, raw, kinds[key])
+    for key, value in {**parsed, **typed}.items():
+        check_range(key, value)
     return cls(**{**parsed, **typed})

@@ -153,3 +153,14 @@ def shuffle_split(data: RowsT, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: 
     perm = np.random.default_rng(seed).permutation(n)
     cuts = np.floor(np.cumsum(fractions)[:-1] * n).astype(np.int64)
     return tuple(data.take(np.sort(part)) for part in np.split(perm, cuts))
+
+
+def row_fingerprints(raw: RawCTR) -> np.ndarray:
+    """A 64-bit hash of each row's feature values (label left out), uint64 [N]: equal rows hash equal in
+    any process, so an evaluation can count the rows it shares with a model's training rows."""
+    import pandas as pd
+
+    columns = {f"d{i}": raw.dense[:, i] for i in range(raw.dense.shape[1])}
+    columns.update({f"c{j}": raw.categorical[:, j].astype(str) for j in range(raw.categorical.shape[1])})
+    frame = pd.DataFrame(columns)
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)

@@ -90,10 +90,16 @@ def mlp_width(in_dim: int, hidden: Sequence[int], out_dim: int | None = None) ->
 
 
 class RankerNet(nn.Module):
-    """Base of CTR rankers: scores (dense, sparse) feature rows with one logit each."""
+    """Base of CTR rankers: scores (dense, sparse) feature rows with one logit each.
+
+    ``calibration`` holds ``(scale, shift)`` applied to the logit last (:meth:`calibrate`): identity
+    by default; Platt scaling fitted on validation rows (``turborec.train.ctr.calibrate_ranker``)
+    fixes an over-confident net's logloss without changing its ranking (scale > 0).
+    """
 
     kind: ClassVar[str] = ""
     config_class: ClassVar[type[NetConfig]] = NetConfig
+    calibration: torch.Tensor
 
     def __init__(
         self, config: NetConfig, *, cardinalities: Sequence[int], n_dense: int, embeddings: EmbeddingPlan
@@ -112,6 +118,10 @@ class RankerNet(nn.Module):
         self.cardinalities = cards
         self.n_dense = int(n_dense)
         self.embedding_plan = embeddings
+        self.register_buffer("calibration", torch.tensor([1.0, 0.0]))
+
+    def calibrate(self, logit: torch.Tensor) -> torch.Tensor:
+        return logit * self.calibration[0] + self.calibration[1]
 
     def forward(self, dense: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -97,4 +97,4 @@ class DCNv2(RankerNet):
         logit = self.head(out).squeeze(-1)
         if self.wide is not None:
             logit = logit + self.wide(dense, sparse)
-        return logit
+        return self.calibrate(logit)

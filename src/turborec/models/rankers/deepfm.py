@@ -64,4 +64,4 @@ class DeepFM(RankerNet):
         summed = vectors.sum(dim=1)
         second = 0.5 * (summed.pow(2) - vectors.pow(2).sum(dim=1)).sum(dim=1)
         deep = self.deep(torch.cat([dense, vectors.flatten(1)], dim=1)).squeeze(-1)
-        return first + second + deep
+        return self.calibrate(first + second + deep)

@@ -82,4 +82,4 @@ class DLRM(RankerNet):
         logit = self.top(top_in).squeeze(-1)
         if self.wide is not None:
             logit = logit + self.wide(dense, sparse)
-        return logit
+        return self.calibrate(logit)

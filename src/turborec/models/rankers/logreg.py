@@ -41,7 +41,7 @@ class LogisticRegression(RankerNet):
         logit = self.weights(sparse).sum(dim=(1, 2)) + self.bias
         if self.dense_linear is not None:
             logit = logit + self.dense_linear(dense).squeeze(-1)
-        return logit
+        return self.calibrate(logit)
 
 
 def warm_start_wide(model: RankerNet, logreg: LogisticRegression) -> None:
