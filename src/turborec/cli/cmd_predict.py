@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from turborec.cli.common import positive_int
+from turborec.cli.common import info, positive_int
 
 FORMATS = ("criteo", "avazu", "libfm", "csv", "parquet")
 
@@ -27,7 +27,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fields", metavar="FILE", help="libfm: JSON field map, name -> [first_id, last_id]")
     p.add_argument("--chunk-rows", type=positive_int, default=65_536, help="rows read and scored at once (default 65536)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,5 +69,5 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - started
-    print(f"wrote {rows:,} probabilities to {args.out} in {seconds:.1f}s ({rows / max(seconds, 1e-9):,.0f} rows/s)")
+    info(args, f"wrote {rows:,} probabilities to {args.out} in {seconds:.1f}s ({rows / max(seconds, 1e-9):,.0f} rows/s)")
     return 0
