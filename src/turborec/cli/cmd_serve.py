@@ -1,6 +1,6 @@
 """Serve a saved model over HTTP with micro-batching, live events, metrics and SLO-holding degradation.
 
-Binds 127.0.0.1 unless --host says otherwise. Endpoints: POST /v1/recommend,
+Binds 127.0.0.1 unless --host says otherwise. Endpoints: POST /v1/recommend (POST /v1/score for a CTR ranker),
 GET /v1/similar, POST /v1/events, /healthz, /readyz, /metrics (Prometheus),
 /docs (OpenAPI), POST /admin/reload (needs TURBOREC_SERVE_ADMIN_TOKEN; disabled
 without it). Every option can also come from TURBOREC_SERVE_<OPTION> variables.

@@ -36,6 +36,7 @@ from turborec.serving.routes import (
     endpoint_label,
     header,
     overloaded_response,
+    scored_body,
     too_large,
 )
 from turborec.serving.schemas import (
@@ -44,6 +45,7 @@ from turborec.serving.schemas import (
     RecommendResponse,
     ReloadRequest,
     ReloadResponse,
+    ScoreResponse,
     SimilarResponse,
     build_schemas,
 )
@@ -175,6 +177,9 @@ class LeanRouter:
                 await self._handle(scope, receive, send, "events",
                                    lambda body, respond: self.routes.event(body, respond, auth))
                 return
+            if path == "/v1/score":
+                await self._handle(scope, receive, send, "score", self.routes.score)
+                return
         await self.fallback(scope, receive, send)
 
     async def _handle(
@@ -204,6 +209,7 @@ def create_app(service: RecommendService, *, fast_path: bool = True) -> ASGIApp:
     schemas = build_schemas(settings)
     RecommendRequest = schemas.recommend
     EventRequest = schemas.event
+    ScoreRequest = schemas.score
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -257,6 +263,13 @@ def create_app(service: RecommendService, *, fast_path: bool = True) -> ASGIApp:
         answer = await service.recommend(req.user, req.recent_items, req.k, req.exclude, req.exclude_seen)
         return Response(answer_body(answer), media_type="application/json",
                         headers={"x-turborec-tier": answer.tier.label})
+
+    @app.post("/v1/score", response_model=ScoreResponse, responses=errors, tags=["score"],
+              summary="click probabilities of rows of raw feature values (CTR rankers)")
+    async def score(body: ScoreRequest) -> Response:  # type: ignore[valid-type]
+        scored = await service.score(body.rows)  # type: ignore[attr-defined]
+        return Response(scored_body(scored), media_type="application/json",
+                        headers={"x-turborec-tier": scored.tier.label})
 
     @app.get("/v1/similar", response_model=SimilarResponse, responses={404: {"model": ErrorResponse}},
              tags=["recommend"])

@@ -182,6 +182,8 @@ class _Connection(asyncio.Protocol):
             routes.recommend(req.body, self.respond)
         elif req.method == b"POST" and path == b"/v1/events":
             routes.event(req.body, self.respond, header(req.headers, b"authorization"))
+        elif req.method == b"POST" and path == b"/v1/score":
+            routes.score(req.body, self.respond)
         else:
             task = asyncio.get_running_loop().create_task(self._asgi(req, path, query))
             self.server.tasks.add(task)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from turborec._util.artifact import WEIGHTS, Artifact, load_artifact
-from turborec.loading import PIPELINE, RETRIEVAL, refusal
+from turborec.loading import PIPELINE, RANKER, RETRIEVAL, refusal
 from turborec.loading import load as load_any
 from turborec.retrieval import load_index
 from turborec.serving.accelerated import build_serving_model
@@ -19,6 +19,7 @@ from turborec.serving.knobs import INDEX_DIR, ServingKnobs, serving_section
 from turborec.serving.model import ServingModel
 from turborec.serving.pipeline_model import serving_model_from_pipeline
 from turborec.train import Recommender, TwoStagePipeline
+from turborec.train.ctr import LoadedRanker
 
 ArtifactLoader = Callable[[Artifact, int], ServingModel]
 _LOADERS: dict[str, ArtifactLoader] = {}
@@ -82,6 +83,17 @@ def _pipeline(art: Artifact, history_len: int) -> ServingModel:
     pipe = load_any(art.path, accept=(PIPELINE,), command="serve")
     assert isinstance(pipe, TwoStagePipeline)
     return serving_model_from_pipeline(pipe, artifact_version(art))
+
+
+
+@register_artifact_loader(RANKER)
+def _ranker(art: Artifact, history_len: int) -> ServingModel:
+    """A CTR ranker, plain or compressed: scores rows on ``POST /v1/score`` (``history_len`` unused)."""
+    from turborec.serving.ranker_model import RankerServingModel  # it builds on this module
+
+    ranker = load_any(art.path, accept=(RANKER,), command="serve")
+    assert isinstance(ranker, LoadedRanker)
+    return RankerServingModel(ranker, artifact_version(art))
 
 
 __all__ = [

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from turborec.errors import TurborecError
 from turborec.serving.events import EventsBacklogged
 from turborec.serving.schemas import build_schemas
-from turborec.serving.service import Answer, Overloaded, RecommendService
+from turborec.serving.service import Answer, Overloaded, RecommendService, Scored
 
 log = logging.getLogger("turborec.serving")
 
@@ -37,6 +37,11 @@ def answer_body(answer: Answer) -> bytes:
         "tier": answer.tier.label,
         "user_known": ranked.user_known,
     })
+
+
+def scored_body(scored: Scored) -> bytes:
+    return orjson.dumps({"probabilities": scored.probabilities.tolist(), "model_version": scored.version,
+                         "tier": scored.tier.label})  # fmt: skip
 
 
 def overloaded_response(exc: Overloaded | EventsBacklogged) -> tuple[bytes, Headers]:
@@ -71,7 +76,7 @@ def too_large(limit: int) -> bytes:
 
 
 class HotRoutes:
-    """``POST /v1/recommend`` and ``POST /v1/events`` for a service."""
+    """``POST /v1/recommend``, ``POST /v1/score`` and ``POST /v1/events`` for a service."""
 
     def __init__(self, service: RecommendService) -> None:
         self.service = service
@@ -80,6 +85,7 @@ class HotRoutes:
         self._event_model = schemas.event
         token = service.settings.events_token
         self._events_token = token.encode() if token is not None else None
+        self._score_model = schemas.score
         self._counters: dict[tuple[str, int], Any] = {}
 
     def count(self, endpoint: str, status: int) -> None:
@@ -109,6 +115,36 @@ class HotRoutes:
                 self._fail("recommend", error, respond)
             else:
                 self._answer(t0, fut.result(), respond)
+
+        pending.add_done_callback(done)
+
+    def score(self, body: bytes, respond: Respond) -> None:
+        """Rows of raw feature values -> click probabilities (a CTR ranker), through the same batches."""
+        service = self.service
+        try:
+            req: Any = self._score_model.model_validate_json(body)
+            t0, pending = service.begin_score(req.rows)
+        except Exception as exc:
+            self._fail("score", exc, respond)
+            return
+
+        def send(scored: Scored) -> None:
+            service.complete(t0, scored)
+            self.count("score", 200)
+            respond(200, scored_body(scored), [(TIER_HEADER, scored.tier.label.encode())])
+
+        if not isinstance(pending, asyncio.Future):
+            send(pending)
+            return
+
+        def done(fut: asyncio.Future[Scored]) -> None:
+            if fut.cancelled():
+                return
+            error = fut.exception()
+            if error is not None:
+                self._fail("score", error, respond)
+            else:
+                send(fut.result())
 
         pending.add_done_callback(done)
 

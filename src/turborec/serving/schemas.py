@@ -63,6 +63,12 @@ class SimilarResponse(BaseModel):
     model_version: str
 
 
+class ScoreResponse(BaseModel):
+    probabilities: list[float] = Field(description="click probability of each row, in request order")
+    model_version: str
+    tier: str = Field(description="serving tier that answered: full, cheap-ranker (first-order term) or popular (prior)")
+
+
 class EventResponse(BaseModel):
     stored: bool
     known_item: bool
@@ -86,11 +92,13 @@ class ErrorResponse(BaseModel):
 class Schemas:
     recommend: type[BaseModel]
     event: type[BaseModel]
+    score: type[BaseModel]
 
 
 def build_schemas(settings: ServeSettings) -> Schemas:
     max_k, max_recent, max_exclude = settings.max_k, settings.max_recent_items, settings.max_exclude
     Id = Annotated[str, BeforeValidator(_id_to_str), StringConstraints(min_length=1, max_length=settings.max_id_length)]
+    max_rows = settings.max_score_rows
 
     class RecommendRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -110,4 +118,12 @@ def build_schemas(settings: ServeSettings) -> Schemas:
         kind: Literal["view", "click", "purchase"] = "view"
         ts: Timestamp = None
 
-    return Schemas(recommend=RecommendRequest, event=EventRequest)
+    class ScoreRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        rows: list[dict[Annotated[str, StringConstraints(max_length=256)], str | int | float | None]] = Field(
+            ..., min_length=1, max_length=max_rows,
+            description="rows of raw feature values by feature name (the names the ranker was trained on); "
+            "an absent feature or null is a missing value",
+        )
+
+    return Schemas(recommend=RecommendRequest, event=EventRequest, score=ScoreRequest)

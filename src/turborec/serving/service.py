@@ -12,13 +12,14 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from turborec.errors import ArtifactError, TurborecError
+from turborec.errors import ArtifactError, ConfigError, TurborecError
 from turborec.serving.admission import AdmissionController, AdmissionPolicy
 from turborec.serving.batching import BatchPolicy
 from turborec.serving.driver import BatchDriver
@@ -66,6 +67,32 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class Scored:
+    """Click probabilities for one ``/v1/score`` request's rows."""
+
+    probabilities: np.ndarray
+    tier: Tier
+    version: str
+
+
+@dataclass(frozen=True)
+class _ScoreRequest:
+    rows: Any  # what the model's ``to_raw`` made of the request's rows
+
+
+def _scores_rows(model: object) -> bool:
+    """A model that scores rows (a CTR ranker: ``to_raw`` + ``score_batch``) rather than recommending."""
+    return hasattr(model, "score_batch") and hasattr(model, "to_raw")
+
+
+def _probe(model: Any, size: int, tier: Tier, k: int = 10) -> list[Any]:
+    """One batch of ``size`` neutral requests through ``model`` (warm-up, reload smoke test)."""
+    if _scores_rows(model):
+        return list(model.score_batch(model.probe_rows(size), tier))
+    return list(model.recommend_batch([Query(None, (), k=k, exclude_seen=False)] * size, tier).results)
+
+
+@dataclass(frozen=True)
 class _Request:
     user: str | None
     recent: tuple[str, ...]
@@ -99,7 +126,7 @@ class RecommendService:
         self.admission = AdmissionController(
             AdmissionPolicy(budget_s=budget, shed_at=settings.shed_at, max_batch=settings.max_batch)
         )
-        self.driver: BatchDriver[_Request, Answer] = BatchDriver(
+        self.driver: BatchDriver[_Request | _ScoreRequest, Answer | Scored] = BatchDriver(
             self._run_batch, BatchPolicy(max_batch=settings.max_batch, max_wait_s=settings.max_wait_ms / 1000),
             executor=settings.executor, on_batch=self._on_batch,
         )
@@ -134,17 +161,15 @@ class RecommendService:
         rounds = max(rounds, 2)
         for r in range(rounds):
             for size in sizes:
-                queries = [Query(None, (), k=10, exclude_seen=False)] * size
                 t0 = time.perf_counter()
-                model.recommend_batch(queries, model.tiers[0])
+                _probe(model, size, model.tiers[0])
                 if r == rounds - 1:
                     self.admission.service_time.observe(size, time.perf_counter() - t0)
-        one = [Query(None, (), k=10, exclude_seen=False)]
         for tier in model.tiers:
             runs = []
             for _ in range(rounds):
                 t0 = time.perf_counter()
-                model.recommend_batch(one, tier)
+                _probe(model, 1, tier)
                 runs.append(time.perf_counter() - t0)
             self.tier_cost_s[tier] = sorted(runs)[len(runs) // 2]
         warning = self.budget_warning()
@@ -215,8 +240,38 @@ class RecommendService:
         the answer to :meth:`complete`. (Split in two so an HTTP server can answer from a
         future's callback without a task per request; :meth:`recommend` does both.)
         """
+        if _scores_rows(self._model):
+            raise ConfigError("this model is a CTR ranker: it scores rows (POST /v1/score), it does not recommend")
         t0 = time.perf_counter()
         request = _Request(user, tuple(recent), k, frozenset(exclude), exclude_seen)
+        return t0, self._dispatch(t0, request)  # type: ignore[return-value]
+
+    def begin_score(self, rows: Sequence[Mapping[str, Any]]) -> tuple[float, Scored | asyncio.Future[Scored]]:
+        """Admit and dispatch the scoring of ``rows`` (raw feature values) by a CTR ranker; as :meth:`begin`."""
+        model: Any = self._model
+        if not _scores_rows(model):
+            raise ConfigError("this model recommends (POST /v1/recommend); only a CTR ranker scores rows")
+        request = _ScoreRequest(model.to_raw(rows))  # a bad row is the caller's 400, before any queueing
+        t0 = time.perf_counter()
+        return t0, self._dispatch(t0, request)  # type: ignore[return-value]
+
+    async def score(self, rows: Sequence[Mapping[str, Any]]) -> Scored:
+        t0, pending = self.begin_score(rows)
+        if isinstance(pending, asyncio.Future):
+            try:
+                scored = await pending
+            except asyncio.CancelledError:
+                self.driver.cancel(pending)  # type: ignore[arg-type]
+                raise
+        else:
+            scored = pending
+        self.complete(t0, scored)
+        return scored
+
+    def _dispatch(
+        self, t0: float, request: _Request | _ScoreRequest
+    ) -> Answer | Scored | asyncio.Future[Answer | Scored]:
+        """Admission control, then the answer on the spot (popular tier) or a future of the batch's answer."""
         policy = self.admission.policy
         if self.slo.tier is Tier.POPULAR:  # no model call: answer on the spot, nothing to queue
             # even reading requests is behind: only refusing is cheaper -- but only while requests pile up
@@ -225,21 +280,21 @@ class RecommendService:
             lag = self.loop_lag_s
             if lag > policy.shed_at * policy.budget_s and self.slo.request_rate(t0) * lag >= 1.0:
                 self._shed(t0, lag)
-            return t0, self._run_batch([request], Tier.POPULAR)[0]
+            return self._run_batch([request], Tier.POPULAR)[0]  # type: ignore[no-any-return]
         driver = self.driver
         if driver.queue_depth == 0 and not driver.running():
             # idle: nothing is ahead of this request, so refusing it saves no one any time. Serve it
             # (late if the model is slower than the budget: the SLO controller then steps down to a tier
             # that fits), and its batch keeps the service-time estimate learning -- an estimate learned
             # only from admitted batches would otherwise never come down once it passed the budget
-            return t0, driver.submit_nowait(request)
+            return driver.submit_nowait(request)
         busy = self._busy_for(t0) + self.loop_lag_s
         decision = self.admission.admit(driver.queue_depth, busy, driver.batcher.wait_window())
         if not decision.admitted:
             self._shed(t0, decision.expected_s)
-        return t0, driver.submit_nowait(request)
+        return driver.submit_nowait(request)
 
-    def complete(self, t0: float, answer: Answer) -> None:
+    def complete(self, t0: float, answer: Answer | Scored) -> None:
         """Account for an answered request (latency metrics and the SLO controller's window)."""
         now = time.perf_counter()
         latency = now - t0
@@ -260,7 +315,7 @@ class RecommendService:
             try:
                 answer = await pending
             except asyncio.CancelledError:
-                self.driver.cancel(pending)
+                self.driver.cancel(pending)  # type: ignore[arg-type]
                 raise
         else:
             answer = pending
@@ -317,16 +372,24 @@ class RecommendService:
         self.admission.service_time.observe(size, duration_s)
         self.metrics.batch_size.observe(size)
 
-    def _run_batch(self, requests: list[_Request], tier: Tier | None = None) -> list[Answer]:
+    def _run_batch(self, requests: Sequence[_Request | _ScoreRequest], tier: Tier | None = None) -> list[Any]:
         """Runs in the batch worker: live histories from the store, then one model call."""
-        model = self._model  # one model per batch, even if a reload swaps it meanwhile
+        model: Any = self._model  # one model per batch, even if a reload swaps it meanwhile
         tier = _supported(self.slo.tier if tier is None else tier, model.tiers)
+        if requests and isinstance(requests[0], _ScoreRequest):
+            if not _scores_rows(model):  # a reload swapped a ranker for a recommender meanwhile
+                raise ConfigError("the model being served no longer scores rows")
+            t0 = time.perf_counter()
+            probs = model.score_batch([r.rows for r in requests if isinstance(r, _ScoreRequest)], tier)
+            self.metrics.stage["ranking"].observe(time.perf_counter() - t0)
+            return [Scored(p, tier, model.version) for p in probs]
         t0 = time.perf_counter()
         n = self.settings.history_len
-        known = [r.user for r in requests if r.user is not None]
+        known = [r.user for r in requests if isinstance(r, _Request) and r.user is not None]
         stored = iter(self.store.history_many(known, n) if known else [])
         queries = []
         for r in requests:
+            assert isinstance(r, _Request)
             live = next(stored) if r.user is not None else []
             history = (*live, *r.recent)[-n:] if r.recent else tuple(live)
             queries.append(Query(r.user, history, r.k, r.exclude, r.exclude_seen))
@@ -400,6 +463,11 @@ def _smoke_test(path: Path, model: ServingModel, tier: Tier, size: int, k: int =
     """One batch of anonymous queries must come back whole: a result per query, each with k items (a model
     knows more than k) and every score finite. Non-finite scores are exactly what a damaged model gives, and
     checking only the finite ones would pass a model that answers every request with an empty list."""
+    if _scores_rows(model):  # a CTR ranker: one finite probability per probe row
+        probs = _probe(model, size, tier)
+        if len(probs) != size or not all(len(p) == 1 and np.all(np.isfinite(p)) for p in probs):
+            raise ArtifactError(f"{path}: smoke test ({tier.label}) gave missing or non-finite probabilities")
+        return
     out = model.recommend_batch([Query(None, (), k=k)] * size, tier)
     if len(out.results) != size:
         raise ArtifactError(f"{path}: smoke test ({tier.label}) gave {len(out.results)} answers for {size} queries")

@@ -58,6 +58,7 @@ class ServeSettings:
     max_body_bytes: int = 64 * 1024
     max_recent_items: int = 200
     max_exclude: int = 1000
+    max_score_rows: int = 256  # rows per POST /v1/score request
     # user state
     store: str = "memory"
     store_path: Path | None = None
@@ -101,6 +102,7 @@ class ServeSettings:
         need(self.max_body_bytes >= 256, "max_body_bytes", self.max_body_bytes, "must be >= 256")
         need(self.max_recent_items >= 0, "max_recent_items", self.max_recent_items, "must be >= 0")
         need(self.max_exclude >= 0, "max_exclude", self.max_exclude, "must be >= 0")
+        need(self.max_score_rows >= 1, "max_score_rows", self.max_score_rows, "must be >= 1")
         need(self.store in STORE_KINDS, "store", self.store, f"must be one of {', '.join(STORE_KINDS)}")
         need(self.store != "sqlite" or self.store_path is not None, "store_path", self.store_path,
              "the sqlite store needs a file path")

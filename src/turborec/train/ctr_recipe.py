@@ -107,6 +107,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
     },
 }  # fmt: skip
+# large synthetic click logs (benchmarks/ctr_accuracy.py): big batches, one validation per epoch, little regularisation
+PRESETS["synthetic"] = {
+    "encoder": {"min_freq": 1, "standardize": False, "dense_transform": "identity"},
+    "models": {
+        "logreg": ({}, _train(lr=1e-2, batch_size=4096, embedding_l2=0.0, weight_decay=0.0, epochs=8, patience=1)),
+        "fm": ({"embedding_dim": 8}, _train(lr=1e-2, batch_size=2048, embedding_l2=0.0, weight_decay=0.0, epochs=10,
+                                            patience=1)),
+        "dlrm": ({"embedding_dim": 8, "bottom_mlp": (32,), "top_mlp": (64, 32)},
+                 _train(lr=2e-3, batch_size=2048, embedding_l2=0.0, weight_decay=0.0, epochs=10, patience=1)),
+        "dcnv2": ({"embedding_dim": 8, "n_cross": 3, "deep": (64, 32)},
+                  _train(lr=2e-3, batch_size=2048, embedding_l2=0.0, weight_decay=0.0, epochs=10, patience=1)),
+        "deepfm": ({"embedding_dim": 8, "deep": (64, 32)},
+                   _train(lr=2e-3, batch_size=2048, embedding_l2=0.0, weight_decay=0.0, epochs=10, patience=1)),
+    },
+}  # fmt: skip
 FORMAT_PRESETS = {"criteo": "criteo", "avazu": "avazu", "libfm": "avazu"}
 
 
