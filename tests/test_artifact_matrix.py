@@ -4,9 +4,9 @@ refused in one line naming the kinds the consumer takes (exit 2).
 Kinds (``KINDS``): plain two-tower, BPR, EASE, popularity, compressed (int8 tables + int8 MLP, pruned,
 distilled), a ``turborec tune --out`` folder (the model under ``model/`` with an ONNX user tower and an
 exact ``Index``), a two-stage pipeline, a CTR ranker. Consumers (``CONSUMERS``): ``turborec.load`` and its
-verbs, and the CLI's evaluate, recommend, serve (one request over loopback) and export --edge.
-Artifacts are built once per module on tiny synthetic data. The expected outcome of each cell is
-``EXPECTED`` (default: works); CTR consumers (predict, score, evaluate --test) add their own cells.
+verbs, and the CLI's evaluate, recommend, serve (one request over loopback: /v1/recommend, or /v1/score for
+a ranker), export --edge and predict. Artifacts are built once per module on tiny synthetic data. The
+expected outcome of each cell is ``EXPECTED_REFUSALS`` (default: works).
 """
 
 from __future__ import annotations
@@ -19,16 +19,18 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 
 import turborec
 from turborec.cli.main import build_parser, main
 from turborec.compress import compress_estimator, distill_retrieval, student_estimator
 from turborec.compress import load as compress_load
-from turborec.data.ctr import SyntheticCTRConfig, synthetic_ctr
+from turborec.data.ctr import CTREncoder, RawCTR, SyntheticCTRConfig, synthetic_ctr
 from turborec.data.interactions import Interactions
 from turborec.data.splits import Split, random_split
 from turborec.data.synthetic import synthetic
+from turborec.metrics.ctr import auc
 from turborec.models.rankers import build_ranker
 from turborec.serving.knobs import ServingKnobs
 from turborec.serving.server import background_server, build_service
@@ -49,7 +51,7 @@ from turborec.tune.artifact import save_tuned
 
 RETRIEVAL_KINDS = ["two-tower", "bpr", "ease", "popularity", "int8", "pruned", "distilled", "tuned", "pipeline"]
 KINDS = [*RETRIEVAL_KINDS, "ranker"]
-CONSUMERS = ["python", "evaluate", "recommend", "serve", "export"]
+CONSUMERS = ["python", "evaluate", "recommend", "serve", "export", "predict"]
 NOT_TWO_TOWER = ("bpr", "ease", "popularity")
 # (kind, consumer) -> the words of the one-line refusal; every other cell must work
 EXPECTED_REFUSALS: dict[tuple[str, str], str] = {
@@ -58,10 +60,9 @@ EXPECTED_REFUSALS: dict[tuple[str, str], str] = {
                              "this artifact is a CTR ranker (kind 'ranker')",
     ("ranker", "export"): "export --edge takes retrieval models (plain, compressed or tuned) and two-stage "
                           "pipelines; this artifact is a CTR ranker (kind 'ranker')",
-    ("ranker", "serve"): "serve takes",
+    **{(k, "predict"): "predict takes CTR rankers; this artifact is a " for k in RETRIEVAL_KINDS},
 }
-# cells the CTR commands cover in their own tests (ranker x evaluate --test, predict, POST /v1/score)
-NOT_HERE = {("ranker", "evaluate")}
+NOT_HERE: set[tuple[str, str]] = set()
 
 
 @dataclass
@@ -75,7 +76,8 @@ class World:
     split: Split
     files: dict[str, Path]  # "train" / "test" CSVs for evaluate --train/--test
     built: dict[str, Built]
-    ctr_rows: Any
+    ctr_rows: Any  # encoded rows
+    ctr_raw: Any  # the same rows raw, also written to files["ctr"] (csv)
 
 
 def _csv(data: Interactions, path: Path) -> Path:
@@ -118,12 +120,21 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     save_tuned(folder / "model", tuned, knobs, index=index)
     (folder / "tune.md").write_text("# report\n")
     built["tuned"] = Built(folder, tuned)
-    ctr = synthetic_ctr(SyntheticCTRConfig(n_rows=1500, vocab_sizes=(10, 20, 30), n_dense=2, seed=0)).data
+    gen = synthetic_ctr(SyntheticCTRConfig(n_rows=1500, vocab_sizes=(10, 20, 30), n_dense=2, seed=0)).data
+    raw = RawCTR(gen.dense.astype(np.float64), gen.sparse.astype(str).astype(object), gen.label, ("d0", "d1"),
+                 ("c0", "c1", "c2"))  # fmt: skip
+    encoder = CTREncoder(dense_transform="identity").fit(raw)
+    ctr = encoder.transform(raw)
     ranker = build_ranker("dcnv2", cardinalities=ctr.cardinalities, n_dense=ctr.n_dense)
     fit_ranker(ranker, ctr, None, CTRTrainConfig(epochs=1, progress=False))
-    built["ranker"] = Built(save_ranker(root / "ranker", ranker), ranker)
-    files = {"train": _csv(split.valid, root / "train.csv"), "test": _csv(split.test, root / "test.csv")}
-    return World(split, files, built, ctr)
+    built["ranker"] = Built(save_ranker(root / "ranker", ranker, encoder=encoder), ranker)
+    files = {"train": _csv(split.valid, root / "train.csv"), "test": _csv(split.test, root / "test.csv"),
+             "ctr": root / "ctr.csv"}  # fmt: skip
+    table = pd.DataFrame({"label": gen.label, "d0": gen.dense[:, 0], "d1": gen.dense[:, 1]})
+    for j in range(3):
+        table[f"c{j}"] = raw.categorical[:, j]
+    table.to_csv(files["ctr"], index=False)
+    return World(split, files, built, ctr, raw)
 
 
 def _refused(capsys: pytest.CaptureFixture[str], code: int, needle: str) -> None:
@@ -158,6 +169,14 @@ def _ndcg_printed(out: str) -> float:
 
 def _evaluate(world: World, kind: str, capsys: pytest.CaptureFixture[str]) -> None:
     b = world.built[kind]
+    if kind == "ranker":  # all rows of a labelled file: AUC of the model's own predictions
+        code = main(["evaluate", str(b.path), "--test", str(world.files["ctr"]), "--format", "csv"])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        row = next(ln for ln in out.splitlines() if ln.startswith("|") and "auc" not in ln and "---" not in ln)
+        want = auc(world.ctr_rows.label, predict_ranker(b.model, world.ctr_rows))
+        assert float(row.split("|")[2]) == pytest.approx(want, abs=1e-4)
+        return
     args = ["evaluate", str(b.path), "--train", str(world.files["train"]), "--test", str(world.files["test"]),
             "--format", "csv", "--columns", "user,item", "-k", "10"]
     code = main(args)
@@ -186,6 +205,16 @@ def _serve(world: World, kind: str, capsys: pytest.CaptureFixture[str]) -> None:
     b = world.built[kind]
     args: argparse.Namespace = build_parser().parse_args(["serve", str(b.path), "--no-adaptive-tiers"])
     settings = settings_from_args(args).with_(slo_p99_ms=5000.0)
+    if kind == "ranker":  # POST /v1/score: rows of raw feature values -> the model's probabilities
+        raw = world.ctr_raw
+        rows = [{"d0": float(raw.dense[r, 0]), "d1": float(raw.dense[r, 1]),
+                 **{f"c{j}": raw.categorical[r, j] for j in range(3)}} for r in range(20)]  # fmt: skip
+        want = predict_ranker(b.model, world.ctr_rows)[:20]
+        with background_server(build_service(settings)) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
+            body = client.post("/v1/score", json={"rows": rows}).json()
+        assert body["tier"] == "full", body
+        np.testing.assert_allclose(body["probabilities"], want, rtol=1e-5, atol=1e-6)
+        return
     users = _users(world)[:3]
     want_ids, want_scores = b.model.recommend(users, N=30)  # beyond k: ties at the cut may go either way
     service = build_service(settings)
@@ -200,6 +229,16 @@ def _serve(world: World, kind: str, capsys: pytest.CaptureFixture[str]) -> None:
             for pos, item in enumerate(got):  # item for item, except inside runs of tied scores
                 tied = np.flatnonzero(np.abs(want_scores[row] - want_scores[row][pos]) <= 1e-3)
                 assert item in {want[j] for j in tied}, (pos, got, want)
+
+
+def _predict(world: World, kind: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    b = world.built[kind]
+    out = tmp_path / "scores.parquet"
+    code = main(["predict", str(b.path), "--data", str(world.files["ctr"]), "--format", "csv", "--out", str(out),
+                 "--chunk-rows", "500"])  # fmt: skip
+    assert code == 0, capsys.readouterr()
+    np.testing.assert_allclose(pd.read_parquet(out)["probability"].to_numpy(),
+                               predict_ranker(b.model, world.ctr_rows), rtol=1e-5, atol=1e-6)  # fmt: skip
 
 
 def _export(world: World, kind: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -229,14 +268,16 @@ def test_cell(world: World, kind: str, consumer: str, capsys: pytest.CaptureFixt
             "recommend": ["recommend", path, "--user", _users(world)[0]],
             "serve": ["serve", path, "--port", "1"],  # refused before anything binds
             "export": ["export", path, "--edge", "--out", str(tmp_path / "bundle"), "--user", _users(world)[0]],
+            "predict": ["predict", path, "--data", str(world.files["ctr"]), "--format", "csv", "--out",
+                        str(tmp_path / "bundle")],
         }[consumer]
         capsys.readouterr()
         _refused(capsys, main(argv), refusal)
         assert not (tmp_path / "bundle").exists()
         return
     capsys.readouterr()
-    if consumer == "export":
-        _export(world, kind, capsys, tmp_path)
+    if consumer in ("export", "predict"):
+        (_export if consumer == "export" else _predict)(world, kind, capsys, tmp_path)
     else:
         {"python": _python, "evaluate": _evaluate, "recommend": _recommend, "serve": _serve}[consumer](
             world, kind, capsys)

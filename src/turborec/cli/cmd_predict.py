@@ -37,15 +37,17 @@ def run(args: argparse.Namespace) -> int:
 
     from turborec.data.ctr import LibfmFields
     from turborec.errors import ConfigError
-    from turborec.train.ctr import load_ranker
+    from turborec.loading import RANKER, load
+    from turborec.train.ctr import LoadedRanker
     from turborec.train.ctr_predict import predict_file
 
     if args.fields and args.format != "libfm":
         raise ConfigError("--fields maps libfm feature ids to fields: it goes with --format libfm")
     torch.set_num_threads(args.threads)
-    ranker = load_ranker(args.model_dir)
+    ranker = load(args.model_dir, accept=(RANKER,), command="predict")  # compressed rankers too
+    assert isinstance(ranker, LoadedRanker)
     fields = LibfmFields.from_file(args.fields) if args.fields else None
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     bar = None
     if not args.quiet and sys.stderr.isatty():
         from tqdm.auto import tqdm
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    seconds = time.perf_counter() - started
-    info(args, f"wrote {rows:,} probabilities to {args.out} in {seconds:.1f}s ({rows / max(seconds, 1e-9):,.0f} rows/s)")
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    info(args, f"wrote {rows:,} probabilities to {args.out} in {seconds:.1f}s, {cpu:.1f} CPU s "
+               f"({rows / max(seconds, 1e-9):,.0f} rows/s)")  # fmt: skip
     return 0

@@ -50,13 +50,15 @@ def train_ctr(args: argparse.Namespace) -> int:
 def evaluate_ctr(args: argparse.Namespace) -> int:
     from turborec.cli.report import print_table
     from turborec.errors import ConfigError
-    from turborec.train.ctr import load_ranker
+    from turborec.loading import RANKER, load
+    from turborec.train.ctr import LoadedRanker
     from turborec.train.ctr_eval import evaluate_rows
 
     if bool(args.data) == bool(args.test):
         raise ConfigError("a ranker is evaluated on --test FILE (all its rows) or --data FILE (the test part of "
                           "the split saved in the artifact): give one of them")  # fmt: skip
-    ranker = load_ranker(args.model_dir)
+    ranker = load(args.model_dir, accept=(RANKER,), command="evaluate --task ctr")
+    assert isinstance(ranker, LoadedRanker)
     fmt = args.format or "criteo"
     path = args.test or args.data
     raw = read_raw(path, fmt, getattr(args, "fields", None)) if fmt in CTR_TRAIN_FORMATS else None

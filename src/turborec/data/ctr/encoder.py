@@ -146,7 +146,9 @@ class CTREncoder:
             if name in self.buckets:
                 sparse[:, j] = _hash_bucket(values, name, self.buckets[name])
             else:
-                sparse[:, j] = self._index(name).get_indexer(values.astype(object)) + 1  # -1 (unseen) -> 0
+                # distinct values first (one hash pass), then a vocabulary lookup per distinct value only
+                codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=False)
+                sparse[:, j] = (self._index(name).get_indexer(uniques) + 1)[codes]  # -1 (unseen) -> 0
         dense = self.transform_dense(raw.dense[:, dense_cols])
         return CTRData(dense, sparse, raw.label, self.cardinalities, self.dense_names, self.sparse_names)
 

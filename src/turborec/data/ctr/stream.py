@@ -39,8 +39,11 @@ def _table_block(frame: pd.DataFrame, dense: Sequence[str], sparse: Sequence[str
     cats = np.empty((len(frame), len(sparse)), dtype=object)
     for j, name in enumerate(sparse):
         col = frame[name]
-        # the encoder's vocabularies hold strings; integers read from a table become their decimal text
-        cats[:, j] = col.astype(object).where(col.notna(), "").astype(str).to_numpy(dtype=object)
+        if col.dtype != object:  # the encoder's vocabularies hold strings: numbers become their decimal text
+            col = col.astype(object).where(col.notna(), "").astype(str)
+        elif col.isna().any():
+            col = col.fillna("")
+        cats[:, j] = col.to_numpy(dtype=object)
     label = None
     for name in LABEL_COLUMNS:
         if name in frame.columns:
