@@ -124,7 +124,7 @@ def test_unservable_artifacts_are_refused(tmp_path: Path, artifact: Path) -> Non
     with pytest.raises(ArtifactError, match="no artifact directory"):
         load_serving_model(tmp_path / "missing")
     odd = save_artifact(tmp_path / "odd", kind="mystery", config={})
-    with pytest.raises(ArtifactError, match=r"serve takes retrieval models .* and two-stage pipelines; this artifact is of kind 'mystery'"):
+    with pytest.raises(ArtifactError, match=r"serve takes retrieval models .*, two-stage pipelines and CTR rankers; this artifact is of kind 'mystery'"):
         load_serving_model(odd)
 
 
