@@ -143,6 +143,16 @@ class _Chunker:
         self._reset()
         return block
 
+    def added(self, line: str, dups: _DuplicateCounter | None) -> RawCTR | None:
+        """After a row of ``line`` was appended: count it for duplicates; a full block to hand out, or None."""
+        if dups is not None:
+            dups.add(line)
+        return self.take() if self.full() else None
+
+    def rest(self) -> Iterator[RawCTR]:
+        if self.cats:
+            yield self.take()
+
 
 def _read_all(chunks: Iterator[RawCTR], source: str, dups: _DuplicateCounter) -> RawCTR:
     parts = list(chunks)
@@ -188,12 +198,9 @@ def iter_criteo(
             out.labels.append(_parse_label(fields[0], "label", source, number))
         out.dense.append([_parse_float(fields[offset + i], CRITEO_DENSE[i], source, number) for i in range(13)])
         out.cats.append(fields[offset + 13 :])
-        if dups is not None:
-            dups.add(line)
-        if out.full():
-            yield out.take()
-    if out.cats:
-        yield out.take()
+        if (block := out.added(line, dups)) is not None:
+            yield block
+    yield from out.rest()
 
 
 def read_criteo(path: PathLike, *, nrows: int | None = None) -> RawCTR:
@@ -229,12 +236,9 @@ def _criteo_csv_chunks(
             out.labels.append(_parse_label(fields[pos["label"]], "label", source, number))
         out.dense.append([_parse_float(fields[pos[c]], c, source, number) for c in CRITEO_DENSE])
         out.cats.append([fields[pos[c]] for c in CRITEO_SPARSE])
-        if dups is not None:
-            dups.add(line)
-        if out.full():
-            yield out.take()
-    if out.cats:
-        yield out.take()
+        if (block := out.added(line, dups)) is not None:
+            yield block
+    yield from out.rest()
 
 
 def _avazu_time(hour: str, source: str, line: int) -> tuple[str, str]:
@@ -284,12 +288,9 @@ def iter_avazu(
             out.labels.append(_parse_label(fields[pos["click"]], "click", source, number))
         out.cats.append([fields[i] for i in plain] + list(_avazu_time(fields[pos["hour"]], source, number)))
         out.dense.append([])
-        if dups is not None:
-            dups.add(line)
-        if out.full():
-            yield out.take()
-    if out.cats:
-        yield out.take()
+        if (block := out.added(line, dups)) is not None:
+            yield block
+    yield from out.rest()
 
 
 def read_avazu(path: PathLike, *, header: Literal["infer"] | bool | None = "infer", nrows: int | None = None) -> RawCTR:
@@ -349,12 +350,10 @@ def iter_libfm(
         out.labels.append(label)
         out.cats.append(row)
         out.dense.append([])
-        if dups is not None:
-            dups.add(line)
-        if out.full():
-            yield out.take()
-    if out is not None and out.cats:
-        yield out.take()
+        if (block := out.added(line, dups)) is not None:
+            yield block
+    if out is not None:
+        yield from out.rest()
 
 
 def read_libfm(path: PathLike, *, nrows: int | None = None, fields: LibfmFields | None = None) -> RawCTR:
