@@ -51,7 +51,8 @@ from typing import Any
 
 import numpy as np
 
-from turborec.bench.process import start_http_server, stop_process
+import serving_peers
+from serving_measure import back_to_normal_s, latency_point, plot_rate_p99, session_rss_mb, start_timed, stop_tree
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("TURBOREC_SHARED_DATA", REPO.parent / "shared" / "data")) / "ml-latest-small"
@@ -140,8 +141,7 @@ def index_recall(plain: Path, indexed: Path, requests: tuple[Any, ...], n: int =
 
     exact, fast = load_serving_model(plain), load_serving_model(indexed)
     queries = []
-    for tpl in requests[:n]:
-        body = json.loads(tpl.body)
+    for body in requests[:n]:
         queries.append(Query(body.get("user"), tuple(body.get("recent_items", ())), k))
     hits, distinct = [], set()
     for lo in range(0, len(queries), 64):
@@ -220,6 +220,10 @@ def naive_app(artifact: Path) -> Any:
     return app
 
 
+FRONT_ENDS = {"turborec": "lean", "turborec-adaptive": "lean", "turborec-asgi": "asgi",
+              "turborec-fastapi": "fastapi"}
+
+
 def serve(args: argparse.Namespace) -> None:
     server_cores = cores(args.cores)
     pin(server_cores)
@@ -229,10 +233,18 @@ def serve(args: argparse.Namespace) -> None:
     from turborec.serving import ServeSettings, run_server
     from turborec.serving.server import uvicorn_config
 
+    if args.variant in serving_peers.SERVERS:
+        why = serving_peers.missing(args.variant)  # also puts a side-installed PyTriton on the path
+        if why:
+            raise SystemExit(why)
+        serving_peers.SERVERS[args.variant](Path(args.artifact), args.port, args.max_batch, args.max_wait_ms,
+                                            json.loads(args.peer_options))
+        return
     settings = ServeSettings(
         artifact=Path(args.artifact), port=args.port, slo_p99_ms=args.slo_ms, admin_token=TOKEN,
-        adaptive_tiers=args.variant == "turborec-adaptive", torch_threads=len(server_cores),
+        adaptive_tiers=args.variant == "turborec-adaptive", torch_threads=1 if args.workers > 1 else len(server_cores),
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, executor=args.executor,
+        http=FRONT_ENDS.get(args.variant, "lean"), workers=args.workers,
     )
     if args.variant == "naive":
         torch.set_num_threads(1)
@@ -243,6 +255,10 @@ def serve(args: argparse.Namespace) -> None:
             uvicorn.run("serving:naive_factory", factory=True, host="127.0.0.1", port=args.port,
                         workers=len(server_cores), log_level="warning", access_log=False,
                         app_dir=str(Path(__file__).parent))
+    elif settings.workers > 1:
+        from turborec.serving.workers import run_workers
+
+        run_workers(settings)
     else:
         run_server(settings)
 
@@ -254,40 +270,62 @@ def naive_factory() -> Any:
     return naive_app(Path(os.environ["TURBOREC_NAIVE_ARTIFACT"]))
 
 
-def start_server(variant: str, args: argparse.Namespace, artifact: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(variant: str, args: argparse.Namespace, artifact: Path, port: int,
+                 requests: tuple[Any, ...] = ()) -> tuple[subprocess.Popen[bytes], float]:
+    """The server for ``variant`` on ``port``, and its cold start: process start to its first 200 on a request of
+    the mix (the model loaded, warmed, and answering)."""
     if variant != "naive" and getattr(args, "turborec_artifact", None) is not None:
-        artifact = args.turborec_artifact  # the same model, served the way turborec would serve it
+        # the same model object turborec serves (tuned, through its index) for turborec and every peer: the
+        # comparison is of servers; only the naive floor scores the catalog exactly, per request
+        artifact = args.turborec_artifact
+    options = args.peer_options.get(variant, {}) if isinstance(args.peer_options, dict) else {}
+    batch = options.get("max_batch", args.max_batch)
+    wait = options.get("max_wait_ms", args.max_wait_ms)
     cmd = [sys.executable, __file__, "--role", "server", "--variant", variant, "--artifact", str(artifact),
            "--port", str(port), "--cores", ",".join(map(str, args.server_cores)), "--slo-ms", str(args.slo_ms),
-           "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), "--executor", args.executor]
-    env = {**os.environ, "OMP_NUM_THREADS": str(len(args.server_cores)), "OPENBLAS_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1"}
-    return start_http_server(cmd, port, env=env, timeout_s=300, name=f"{variant} server")
+           "--max-batch", str(batch), "--max-wait-ms", str(wait), "--executor", args.executor,
+           "--workers", str(getattr(args, "serve_workers", 1)), "--peer-options", json.dumps(options)]
+    threads = 1 if getattr(args, "serve_workers", 1) > 1 else len(args.server_cores)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    first = requests[0] if requests else request_templates(variant, ({"user": None, "k": 10},), artifact)[0]
+    return start_timed(cmd, f"http://127.0.0.1:{port}", first.path, first.body, env=env, timeout_s=300,
+                       name=f"{variant} server")
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    stop_process(proc)
+    stop_tree(proc)
 
 
 # -------------------------------------------------------------------- load
-def request_mix(artifact: Path, n: int = 4000, seed: int = 0) -> tuple[Any, ...]:
+def request_mix(artifact: Path, n: int = 4000, seed: int = 0) -> tuple[dict[str, Any], ...]:
+    """The request bodies every server gets: 80% known users, 20% anonymous users with 5 recent items; k=10."""
     from turborec._util.artifact import load_artifact
-    from turborec.bench.loadgen import RequestTemplate
 
     art = load_artifact(artifact)
     vocab = "retriever/vocab" if art.kind == "pipeline" else "vocab"
     users = [str(u) for u in art.json(f"{vocab}/users.json")["ids"]]
     items = [str(i) for i in art.json(f"{vocab}/items.json")["ids"]]
     rng = np.random.default_rng(seed)
-    out = []
+    out: list[dict[str, Any]] = []
     for _ in range(n):
         if rng.random() < 0.8:
-            body: dict[str, Any] = {"user": users[rng.integers(len(users))], "k": 10}
+            out.append({"user": users[rng.integers(len(users))], "k": 10})
         else:
-            recent = [items[i] for i in rng.integers(0, min(len(items), 2000), 5)]
-            body = {"recent_items": recent, "k": 10}
-        out.append(RequestTemplate("POST", "/v1/recommend", json.dumps(body).encode()))
+            out.append({"recent_items": [items[i] for i in rng.integers(0, min(len(items), 2000), 5)], "k": 10})
     return tuple(out)
+
+
+def request_templates(variant: str, bodies: tuple[dict[str, Any], ...], artifact: Path) -> tuple[Any, ...]:
+    """The mix on ``variant``'s wire: the same JSON to /v1/recommend, or Triton's KServe v2 tensors."""
+    from turborec.bench.loadgen import RequestTemplate
+
+    if variant == "triton":
+        users, items = serving_peers.vocabularies(artifact)
+        u = {x: i for i, x in enumerate(users)}
+        v = {x: i for i, x in enumerate(items)}
+        return tuple(RequestTemplate("POST", *serving_peers.triton_body(b, u, v)) for b in bodies)
+    return tuple(RequestTemplate("POST", "/v1/recommend",
+                                 json.dumps({k: x for k, x in b.items() if x is not None}).encode()) for b in bodies)
 
 
 def run(url: str, rate: float, duration: float, args: argparse.Namespace, requests: tuple[Any, ...],
@@ -310,11 +348,20 @@ def probe(url: str, rate: float, args: argparse.Namespace, requests: tuple[Any, 
 
 
 def measure_variant(variant: str, args: argparse.Namespace, artifact: Path, port: int,
-                    requests: tuple[Any, ...]) -> dict[str, Any]:
+                    bodies: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    """Cold start; sustainable rate (search, then confirming repeats); latency at 50% and 100% of it; RSS
+    after load; and, for every server but turborec (whose storm runs with adaptive tiers, ``overload``),
+    the 0.5x -> 3x -> 0.5x storm on the same process."""
     from turborec.bench.report import find_sustainable_rate
 
-    proc = start_server(variant, args, artifact, port)
+    requests = request_templates(variant, bodies, artifact)
+    proc, cold_s = start_server(variant, args, artifact, port, requests)
     url = f"http://127.0.0.1:{port}"
+    print(f"  {variant}: first 200 after {cold_s:.1f} s", flush=True)
+    if getattr(args, "serve_workers", 1) > 1:
+        wait_all_workers(url, args.serve_workers)
+    storm: dict[str, Any] | None = None
+    half: dict[str, float] | None = None
     try:
         probe(url, 100, args, requests)  # warm the server (first calls, connections)
         search = find_sustainable_rate(lambda r: probe(url, r, args, requests), args.slo_ms,
@@ -325,25 +372,85 @@ def measure_variant(variant: str, args: argparse.Namespace, artifact: Path, port
         # a search probe that passed by luck on a noisy machine would otherwise be quoted. Else step down 10%.
         repeats: list[Any] = []
         rejected: list[dict[str, Any]] = []
+        points: list[dict[str, float]] = []
         for _ in range(4):
             if not rate:
                 break
-            repeats = [probe(url, rate, args, requests, seed=i + 1) for i in range(args.repeats)]
+            runs = [timed_probe(url, rate, args, requests, seed=i + 1) for i in range(args.repeats)]
+            repeats, points = [r[0] for r in runs], [r[1] for r in runs]
             if confirmed(repeats, args.slo_ms):
                 break
             rejected.append({"rate": rate, "repeats": [s.to_dict() for s in repeats]})
             rate, repeats = round(rate * 0.9, 1), []
+        if repeats:
+            half = timed_probe(url, 0.5 * rate, args, requests, seed=5)[1]
+        rss_mb = session_rss_mb(proc.pid)
+        if repeats and not variant.startswith("turborec") and not args.skip_overload and rate >= 20:
+            storm = peer_storm(url, rate, args, requests)
     finally:
         stop_server(proc)
     row: dict[str, Any] = {"variant": variant, "sustainable_rate": rate if repeats else 0.0,
-                           "search_rate": search.sustainable_rate,
+                           "search_rate": search.sustainable_rate, "cold_start_s": cold_s, "rss_mb": rss_mb,
                            "probes": [{"rate": r, "ok": ok, **s.to_dict()} for r, s, ok in search.probes],
                            "repeats": [s.to_dict() for s in repeats], "rejected": rejected}
     if repeats:
         for key in ("p50_ms", "p99_ms", "achieved_rate", "shed_fraction", "error_fraction"):
             row[f"median_{key}"] = statistics.median(getattr(s, key) for s in repeats)
-    print(f"  {variant}: sustainable {row['sustainable_rate']:.0f} req/s", flush=True)
+        row["at_100"] = {k: statistics.median(p[k] for p in points) for k in points[0]}
+        row["at_50"] = half
+    if storm is not None:
+        row["storm"] = storm
+    print(f"  {variant}: sustainable {row['sustainable_rate']:.0f} req/s, RSS {rss_mb:.0f} MB", flush=True)
     return row
+
+
+def wait_all_workers(url: str, n: int, timeout_s: float = 300.0) -> None:
+    """Until all ``n`` workers serve: connections opened while only some listen would stay with those."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{url}/metrics", timeout=5).text
+        pids = {s.labels.get("pid") for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name == "turborec_model_info" and s.value == 1}
+        if len(pids) >= n:
+            time.sleep(1.0)  # the last worker binds its socket just after building its service
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"only some of the {n} workers came up in {timeout_s:.0f} s")
+
+
+def timed_probe(url: str, rate: float, args: argparse.Namespace, requests: tuple[Any, ...],
+                seed: int = 0) -> tuple[Any, dict[str, float]]:
+    """``probe``, plus p50/p99/p99.9 of the same window."""
+    from turborec.bench.report import summarize
+
+    result = run(url, rate, args.warmup_s + args.probe_s, args, requests, seed=seed)
+    window = (args.warmup_s, args.warmup_s + args.probe_s)
+    s = summarize(result, rate, window=window)
+    point = latency_point(result, rate, window)
+    print(f"    {rate:7.0f} req/s: p50 {s.p50_ms:6.2f} p99 {s.p99_ms:7.2f} p99.9 {point['p999_ms']:7.2f} ms, "
+          f"achieved {s.achieved_rate:7.0f}, shed {s.shed}, errors {s.errors}", flush=True)
+    return s, point
+
+
+def peer_storm(url: str, rate: float, args: argparse.Namespace, requests: tuple[Any, ...]) -> dict[str, Any]:
+    """0.5x -> 3x -> 0.5x of the server's own sustainable rate: admitted p99 during the storm, refused/failed
+    share, and the time after the load drops until every 250 ms window is within the SLO again."""
+    from turborec.bench.report import summarize
+
+    calm, peak = 0.5 * rate, 3.0 * rate
+    t_up, t_down, t_end = args.overload_phases
+    result = run(url, calm, t_end, args, requests, phases=((0.0, calm), (t_up, peak), (t_down, calm)), seed=7)
+    during = summarize(result, peak, window=(t_up, t_down))
+    back = back_to_normal_s(result, t_down, t_end, args.slo_ms)
+    print(f"    storm {calm:.0f} -> {peak:.0f} req/s: admitted p99 {during.p99_ms:.1f} ms, 503 "
+          f"{100 * during.shed_fraction:.1f}%, errors {100 * during.error_fraction:.1f}%, back to normal "
+          f"{back:.2f} s", flush=True)
+    return {"calm_rate": calm, "storm_rate": peak, "admitted_p99_ms": during.p99_ms,
+            "shed_fraction": during.shed_fraction, "error_fraction": during.error_fraction,
+            "back_to_normal_s": back}
 
 
 def confirmed(repeats: list[Any], slo_ms: float) -> bool:
@@ -360,7 +467,7 @@ def overload(args: argparse.Namespace, artifact: Path, port: int, requests: tupl
 
     calm, storm = 0.5 * rate, 3.0 * rate
     t_up, t_down, t_end = args.overload_phases
-    proc = start_server("turborec-adaptive", args, artifact, port)
+    proc, _ = start_server("turborec-adaptive", args, artifact, port, requests)
     url = f"http://127.0.0.1:{port}"
     try:
         probe(url, 100, args, requests)
@@ -382,6 +489,8 @@ def overload(args: argparse.Namespace, artifact: Path, port: int, requests: tupl
               for i, name in enumerate(names)}
     return {"calm_rate": calm, "storm_rate": storm, "phases_s": [t_up, t_down, t_end], "during": during.to_dict(),
             "after": after.to_dict(), "admitted_p99_ms": during.p99_ms, "shed_fraction": during.shed_fraction,
+            "error_fraction": during.error_fraction, "back_to_normal_s": back_to_normal_s(result, t_down, t_end,
+                                                                                            args.slo_ms),
             "shed_p99_ms": during.shed_p99_ms, "back_to_full_s": back_s, "tiers_during_storm": counts,
             "plot": str(plot.relative_to(REPO)) if plot.is_relative_to(REPO) else str(plot)}
 
@@ -434,7 +543,7 @@ def reload_under_load(args: argparse.Namespace, artifact: Path, port: int, reque
                       rate: float) -> dict[str, Any]:
     import httpx
 
-    proc = start_server("turborec-adaptive", args, artifact, port)
+    proc, _ = start_server("turborec-adaptive", args, artifact, port, requests)
     url = f"http://127.0.0.1:{port}"
     outcome: dict[str, Any] = {}
     lead_s = 1.5 + 0.2 * len(args.load_cores) + 1.0  # the generators start ~2 s after they are called
@@ -465,28 +574,80 @@ def run_workload(name: str, artifact: Path, args: argparse.Namespace, port: int,
     """Both variants' sustainable rates, then overload and reload; ``overrides``: per-workload settings."""
     args = argparse.Namespace(**{**vars(args), **overrides})
     print(f"== {name}: {artifact} (SLO p99 {args.slo_ms:g} ms)", flush=True)
-    requests = request_mix(artifact)
-    rows = []
+    bodies = request_mix(artifact)
+    rows, skipped = [], []
     for i, variant in enumerate(args.variants):
+        why = serving_peers.missing(variant)
+        if why:
+            print(f" {why}", flush=True)
+            skipped.append(why)
+            continue
         print(f" measuring {variant} ...", flush=True)
-        rows.append(measure_variant(variant, args, artifact, port + i, requests))
+        try:
+            rows.append(measure_variant(variant, args, artifact, port + 3 * i, bodies))
+        except RuntimeError as exc:  # a peer that does not come up here: say so, measure the others
+            print(f"  {variant} failed: {exc}", flush=True)
+            skipped.append(f"{variant} failed: {str(exc)[:600]}")
     by = {r["variant"]: r for r in rows}
-    out: dict[str, Any] = {"workload": name, "artifact": str(artifact), "slo_ms": args.slo_ms, "variants": rows}
+    out: dict[str, Any] = {"workload": name, "artifact": str(artifact), "slo_ms": args.slo_ms, "variants": rows,
+                           "skipped": skipped}
     if getattr(args, "turborec_artifact", None) is not None:
         out["turborec_artifact"] = str(args.turborec_artifact)
         out["index"] = args.index_spec
-        out["index_recall"] = index_recall(artifact, args.turborec_artifact, requests)
+        out["index_recall"] = index_recall(artifact, args.turborec_artifact, bodies)
         print(f"  {args.index_spec}: recall@10 vs exact {out['index_recall']['recall_at_10']:.3f}", flush=True)
     ours = by.get("turborec", {}).get("sustainable_rate", 0.0)
     naive = by.get("naive", {}).get("sustainable_rate", 0.0)
     if naive:
         out["speedup_vs_naive"] = ours / naive
+    peers = [r for r in rows if not r["variant"].startswith("turborec")]
+    if peers:
+        best = max(peers, key=lambda r: r["sustainable_rate"])
+        out["best_peer"] = best["variant"]
+        out["speedup_vs_best_peer"] = ours / best["sustainable_rate"] if best["sustainable_rate"] else float("inf")
+    templates = request_templates("turborec", bodies, artifact)
     if ours and not args.skip_overload:
         print(" overload run ...", flush=True)
-        out["overload"] = overload(args, artifact, port + 10, requests, ours, plot, f"Overload, {name}")
-        print(" hot reload under load ...", flush=True)
-        out["reload"] = reload_under_load(args, artifact, port + 11, requests, 0.5 * ours)
+        out["overload"] = overload(args, artifact, port + 40, templates, ours, plot, f"Overload, {name}")
+        if "turborec" in by:
+            by["turborec"]["storm"] = {k: out["overload"][k] for k in (
+                "calm_rate", "storm_rate", "admitted_p99_ms", "shed_fraction", "error_fraction", "back_to_normal_s",
+                "back_to_full_s")}
+        if not args.skip_reload:
+            print(" hot reload under load ...", flush=True)
+            out["reload"] = reload_under_load(args, artifact, port + 41, templates, 0.5 * ours)
     return out
+
+
+def generator_check(args: argparse.Namespace, rate: float) -> dict[str, Any]:
+    """The generator against a server that answers at once, at ``rate`` on the load cores: it must not be the
+    limit of any figure below that rate (send lag p99 <= 1 ms, everything answered)."""
+    from turborec.bench.loadgen import LoadSpec, RequestTemplate
+    from turborec.bench.loadtest import calibrate, generator_limited
+
+    spec = LoadSpec(url="http://127.0.0.1:9", rate=rate, duration_s=2.0, connections=512, preopen=32,
+                    requests=(RequestTemplate("POST", "/v1/recommend", b'{"user":"1","k":10}'),))
+    check = calibrate(spec, [[c] for c in args.load_cores], seconds=2.0)
+    out = {**check.to_dict(), "limited": generator_limited(check)}
+    print(f"generator self-check at {rate:,.0f} req/s: send lag p99 {check.send_lag_p99_ms:.2f} ms, "
+          f"{check.ok}/{check.sent} answered{' (LIMITED)' if out['limited'] else ''}", flush=True)
+    return out
+
+
+def scaling(args: argparse.Namespace, artifact: Path, port: int, rows: list[dict[str, Any]], save: Any) -> None:
+    """``turborec serve --workers N`` on N server cores, N from ``--scaling``: the sustainable rate of each
+    (appended to ``rows``, then ``save()``)."""
+    bodies = request_mix(artifact)
+    for i, n in enumerate(int(x) for x in args.scaling.split(",")):
+        if n > len(args.scaling_cores):
+            print(f" skipping --workers {n}: only {len(args.scaling_cores)} scaling cores", flush=True)
+            continue
+        sub = argparse.Namespace(**{**vars(args), "server_cores": args.scaling_cores[:n], "serve_workers": n,
+                                    "start_rate": args.start_rate * n, "skip_overload": True})
+        print(f" turborec --workers {n} on cores {sub.server_cores} ...", flush=True)
+        row = measure_variant("turborec", sub, artifact, port + 3 * i, bodies)
+        rows.append({"workers": n, "cores": sub.server_cores, **row})
+        save()
 
 
 def machine() -> dict[str, Any]:
@@ -499,15 +660,43 @@ def machine() -> dict[str, Any]:
     return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__}
 
 
-def report(out: dict[str, Any]) -> str:
-    from turborec.bench.report import markdown_table
+def _ms(x: Any) -> str:
+    return "-" if x is None or x != x else ("inf" if x == float("inf") else f"{x:.1f}")
 
+
+def peer_table(w: dict[str, Any]) -> str:
+    """One row per server: rate, latency at 50%/100% of it, memory, cold start, the 3x storm."""
+    head = ("| server | sustainable req/s (p99 <= {slo:g} ms) | p50 / p99 / p99.9 at 50% (ms) | at 100% (ms) | "
+            "RSS (MB) | cold start (s) | 3x storm: admitted p99 (ms) | 503 / errors | back to normal (s) |")
+    lines = [head.format(slo=w["slo_ms"]), "|---|---|---|---|---|---|---|---|---|"]
+    for r in w["variants"]:
+        def trio(p: dict[str, float] | None) -> str:
+            return "-" if not p else f"{_ms(p['p50_ms'])} / {_ms(p['p99_ms'])} / {_ms(p['p999_ms'])}"
+
+        st = r.get("storm") or {}
+        storm = (f"{_ms(st.get('admitted_p99_ms'))} | {100 * st.get('shed_fraction', 0):.1f}% / "
+                 f"{100 * st.get('error_fraction', 0):.1f}% | {_ms(st.get('back_to_normal_s'))}"
+                 + (f" (full tier {_ms(st['back_to_full_s'])})" if "back_to_full_s" in st else "")) if st else "- | - | -"
+        lines.append(f"| {r['variant']} | {r['sustainable_rate']:,.0f} | {trio(r.get('at_50'))} | "
+                     f"{trio(r.get('at_100'))} | {r.get('rss_mb', float('nan')):,.0f} | "
+                     f"{r.get('cold_start_s', float('nan')):.1f} | {storm} |")
+    return "\n".join(lines)
+
+
+def report(out: dict[str, Any]) -> str:
     cores_txt = f"server on core(s) {out['server_cores']}, load on {out['load_cores']}"
     lines = [f"# Serving benchmark ({out['machine']['cpu']}; {cores_txt})", ""]
-    cols = ["variant", "sustainable_rate", "median_p50_ms", "median_p99_ms", "median_achieved_rate"]
+    if "generator_check" in out:
+        g = out["generator_check"]
+        lines += [f"Load generator against a null server at {g['offered_rate']:,.0f} req/s: send lag p99 "
+                  f"{g['send_lag_p99_ms']:.2f} ms, {g['ok']} of {g['sent']} answered "
+                  f"({'LIMITED' if g['limited'] else 'not limiting'})", ""]
     for w in out["workloads"]:
-        lines += [f"## {w['workload']}", "", f"Sustainable rate at p99 <= {w['slo_ms']:g} ms (median of "
-                  f"{len(w['variants'][0]['repeats'])} runs at that rate)", "", markdown_table(w["variants"], cols), ""]
+        lines += [f"## {w['workload']}", "", f"Sustainable rate: the highest with p99 <= {w['slo_ms']:g} ms and "
+                  f"< 0.1% refused or failed, confirmed by the median of {out.get('repeats', 2)} repeats.", "",
+                  peer_table(w), ""]
+        for why in w.get("skipped", []):
+            lines.append(f"- {why}")
         if "index_recall" in w:
             r = w["index_recall"]
             lines.append(f"turborec serves through `{w['index']}`: recall@10 against exact scoring "
@@ -515,16 +704,23 @@ def report(out: dict[str, Any]) -> str:
                          f"({r['distinct_items_exact']} distinct items in the exact answers)")
         if "speedup_vs_naive" in w:
             lines.append(f"turborec / naive: **{w['speedup_vs_naive']:.1f}x**")
+        if "speedup_vs_best_peer" in w:
+            lines.append(f"turborec / best peer ({w['best_peer']}): **{w['speedup_vs_best_peer']:.1f}x**")
         if "overload" in w:
             o = w["overload"]
-            lines.append(f"Overload at 3x ({o['storm_rate']:.0f} req/s): admitted p99 {o['admitted_p99_ms']:.1f} ms, "
-                         f"503 {100 * o['shed_fraction']:.1f}% (p99 {o['shed_p99_ms']:.1f} ms), back to full tier "
-                         f"{o['back_to_full_s']:.2f} s after the load drops; tiers during the storm "
+            lines.append(f"turborec at 3x ({o['storm_rate']:.0f} req/s): tiers during the storm "
                          f"{o['tiers_during_storm']} ({o['plot']})")
         if "reload" in w:
             r = w["reload"]
             lines.append(f"Hot reload at {r['rate']:.0f} req/s: HTTP {r['reload_status']} in "
                          f"{r['reload_s'] or float('nan'):.1f} s, {r['failed']} failed of {r['sent']} ({r['shed']} shed)")
+        lines.append("")
+    if "scaling" in out:
+        lines += ["## turborec serve --workers N", "", "| workers | sustainable req/s | per worker | p99 at it (ms) |",
+                  "|---|---|---|---|"]
+        for row in out["scaling"]:
+            lines.append(f"| {row['workers']} | {row['sustainable_rate']:,.0f} | "
+                         f"{row['sustainable_rate'] / row['workers']:,.0f} | {_ms(row.get('median_p99_ms'))} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -538,7 +734,18 @@ def main() -> None:
     p.add_argument("--catalog", default=None, help="a retrieval artifact over a large catalog (default: built here)")
     p.add_argument("--catalog-items", type=int, default=None, help="default 1,000,000 (quick: 100,000)")
     p.add_argument("--seed", type=int, default=2020)
-    p.add_argument("--variants", default="turborec,naive")
+    p.add_argument("--variants", default="turborec,turborec-asgi,turborec-fastapi,naive,litserve,ray,triton",
+                   help="servers to compare: turborec (lean front end), turborec-asgi / turborec-fastapi (the same "
+                        "service behind uvicorn), naive, and the peers litserve, ray, triton (skipped if missing)")
+    p.add_argument("--peer-options", default="{}",
+                   help='JSON per variant, e.g. {"litserve": {"max_batch": 32, "max_wait_ms": 2, "fast_queue": true}}')
+    p.add_argument("--scaling", default="", help="turborec --workers counts to measure (e.g. 1,2,4,8): each on as "
+                   "many server cores, from --server-cores")
+    p.add_argument("--scaling-cores", default="", help="cores for --scaling (default: --server-cores)")
+    p.add_argument("--check-rate", type=float, default=None, help="null-server self-check rate (default 20,000)")
+    p.add_argument("--storm-s", default="", help="storm phases: start of 3x, end of 3x, end (default 3,9,15)")
+    p.add_argument("--skip-reload", action="store_true")
+    p.add_argument("--skip-check", action="store_true", help="skip the generator's null-server self-check")
     p.add_argument("--server-cores", default="0", help="comma-separated cores for the server under test")
     p.add_argument("--load-cores", default="1", help="comma-separated cores, one load-generator process each")
     p.add_argument("--slo-ms", type=float, default=10.0)
@@ -563,6 +770,7 @@ def main() -> None:
     p.add_argument("--artifact", default=None)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--cores", default="0")
+    p.add_argument("--workers", type=int, default=1)
     args = p.parse_args()
     if args.role == "server":
         serve(args)
@@ -578,11 +786,14 @@ def main() -> None:
     args.tolerance = pick(args.tolerance, 0.1, 0.25)
     args.max_probes = pick(args.max_probes, 10, 4)
     args.repeats = pick(args.repeats, 2, 1)
-    args.overload_phases = (1.5, 4.0, 9.0) if q else (3.0, 9.0, 15.0)
+    args.overload_phases = (tuple(float(x) for x in args.storm_s.split(",")) if args.storm_s
+                            else (1.5, 4.0, 9.0) if q else (3.0, 9.0, 15.0))
     args.reload_s = 5.0 if q else 8.0
     n_items = pick(args.catalog_items, 1_000_000, 100_000)
     args.server_cores, args.load_cores = cores(args.server_cores), cores(args.load_cores)
     args.variants = args.variants.split(",")
+    args.peer_options = json.loads(args.peer_options)
+    args.scaling_cores = cores(args.scaling_cores) if args.scaling_cores else args.server_cores
     if set(args.server_cores) & set(args.load_cores):
         raise SystemExit("--server-cores and --load-cores must not overlap")
     stem = Path(args.out) if args.out else (CACHE / "serving_quick" if q else REPO / "benchmarks" / "results" / "serving")
@@ -592,7 +803,7 @@ def main() -> None:
     torch.set_num_threads(max(1, min(8, len(os.sched_getaffinity(0)) - 1)))  # building artifacts only
     tag = "quick" if q else "full"
     workloads: list[tuple[str, Path, Path, dict[str, Any]]] = []
-    for name in args.workloads.split(","):
+    for name in filter(None, args.workloads.split(",")):
         if name == "pipeline":
             art = Path(args.pipeline) if args.pipeline else build_pipeline(CACHE / f"ml-small-pipeline-{tag}", q,
                                                                             args.seed)
@@ -606,17 +817,36 @@ def main() -> None:
             workloads.append((f"catalog-{n_items // 1000}k", art, plots / f"{stem.name}_overload_catalog.png", extra))
         else:
             raise SystemExit(f"unknown workload {name!r} (pipeline, catalog-1m)")
+    if not workloads and not args.scaling:
+        raise SystemExit("nothing to measure")
     torch.set_num_threads(1)
     pin(args.load_cores)  # keep this orchestrator off the server's cores
     base_port = 18000 + os.getpid() % 1000
     t0 = time.perf_counter()
     out: dict[str, Any] = {"machine": machine(), "quick": q, "slo_ms": args.slo_ms, "server_cores": args.server_cores,
-                           "load_cores": args.load_cores, "workloads": []}
-    for i, (name, art, plot, overrides) in enumerate(workloads):
-        out["workloads"].append(run_workload(name, art, args, base_port + 20 * i, plot, **overrides))
-    out["wall_s"] = time.perf_counter() - t0
+                           "load_cores": args.load_cores, "repeats": args.repeats, "workloads": [],
+                           "variants": args.variants, "peer_options": args.peer_options}
+    if not args.skip_check:
+        out["generator_check"] = generator_check(args, pick(args.check_rate, 20000.0, 5000.0))
     stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(out, indent=1, default=float))
+
+    def save() -> None:  # after each part: a run cut short keeps what it measured
+        out["wall_s"] = time.perf_counter() - t0
+        stem.with_suffix(".json").write_text(json.dumps(out, indent=1, default=float))
+
+    for i, (name, art, plot, overrides) in enumerate(workloads):
+        if args.variants != [""]:
+            out["workloads"].append(run_workload(name, art, args, base_port + 100 * i, plot, **overrides))
+            save()
+    if out["workloads"]:
+        rate_plot = plots / f"{stem.name}_rate_p99.png"
+        plot_rate_p99(out["workloads"], args.slo_ms, rate_plot)
+        out["rate_plot"] = str(rate_plot.relative_to(REPO)) if rate_plot.is_relative_to(REPO) else str(rate_plot)
+    if args.scaling:
+        out["scaling"] = []
+        # on the pipeline (--pipeline) even where this run measures other workloads
+        scaling(args, Path(args.pipeline) if args.pipeline else workloads[0][1], base_port + 500, out["scaling"], save)
+    save()
     text = report(out)
     stem.with_suffix(".md").write_text(text + "\n")
     print("\n" + text)
