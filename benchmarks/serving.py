@@ -1,40 +1,42 @@
-"""Serving benchmark: sustainable req/s at p99 <= SLO, turborec vs a naive FastAPI endpoint, then overload.
+"""Serving benchmark: turborec against the servers users would pick instead, same model, same cores, same load.
 
 Two workloads, each served from its own artifact (built here unless given):
 
 - ``pipeline``: the two-stage pipeline on ml-latest-small (recbole split; two-tower
   retrieval of 200 candidates -> DLRM ranker over co-occurrence/similarity features);
-- ``catalog-1m``: a two-tower over a 1,000,000-item synthetic catalog (retrieval only).
-  turborec serves it as ``turborec tune`` would: a tuned artifact of the same model with a
-  FAISS IVF index (``--catalog-index``); the naive endpoint scores all million items per
-  request. The index's recall@10 against exact scoring, on the benchmark's own request
-  mix, is measured and reported beside the rates.
+- ``catalog-1m``: a two-tower over a 1,000,000-item synthetic catalog (retrieval only),
+  served as ``turborec tune`` would: a tuned artifact of the same model with a FAISS IVF
+  index (``--catalog-index``), whose recall@10 against exact scoring on the benchmark's own
+  request mix is measured and reported beside the rates.
 
-Server and load generator run in separate processes pinned to separate cores
-(``--server-cores``, ``--load-cores``). Each variant gets the same open-loop
-Poisson load (80% known users, 20% anonymous users with 5 recent items, k=10):
+Servers (``--variants``), all on 127.0.0.1, pinned to ``--server-cores``:
 
-- ``turborec``: ``turborec serve`` (lean HTTP path, micro-batching, admission),
-  full tier only (adaptive tiers off), so its rate is not bought by degrading;
-- ``naive``: FastAPI + uvicorn, one PyTorch call per request under torch.no_grad on
-  the same model through the same library functions (item vectors precomputed once;
-  user tower, scores, top-N and, for the pipeline, ``TwoStagePipeline.rank_candidates``
-  per request). With several server cores it runs one uvicorn worker per core.
+- ``turborec``: ``turborec serve`` (httptools front end, micro-batching, admission), full tier
+  only in the rate search; ``turborec-asgi`` / ``turborec-fastapi``: the same service behind
+  uvicorn (hot endpoints answered straight from ASGI / plain FastAPI routes): the front ends
+  compared in the same run;
+- peers (``serving_peers.py``): LitServe, NVIDIA Triton through PyTriton, Ray Serve
+  (``@serve.batch``), each serving the *same model object* turborec serves
+  (``load_serving_model``, one ``recommend_batch`` per batch its server forms); a missing one
+  is skipped with a line saying what to install;
+- ``naive``: FastAPI + uvicorn, one PyTorch call per request (exact scoring), the floor.
 
-For each: a sustainable-rate search (highest rate with p99 <= SLO, < 0.1% shed or
-failed), then ``--repeats`` runs at that rate; the rate is quoted only if the repeats'
-medians meet the SLO too, else it steps down 10% and repeats (medians quoted). Then, turborec with
-adaptive tiers: an overload run (0.5x -> 3x -> 0.5x the sustainable rate: admitted
-p99, 503 share and speed, time back to the full tier; plot) and a hot reload
-during load (failed requests counted).
+The open-loop Poisson generator (``turborec.bench``) runs on ``--load-cores`` after its
+null-server self-check; every server gets the same mix (80% known users, 20% anonymous
+users with 5 recent items, k=10). Per server: cold start (process start to the first 200),
+sustainable rate (highest with p99 <= SLO and < 0.1% refused or failed; quoted only if the
+median of ``--repeats`` runs at it meets the SLO too, else 10% lower), p50/p99/p99.9 at 50%
+and 100% of it, RSS of its process tree, and a 0.5x -> 3x -> 0.5x storm of its own rate
+(admitted p99, 503/error share, time back to normal; turborec's with adaptive tiers on, as
+``turborec serve`` runs). ``--scaling 1,2,4,8``: ``turborec serve --workers N`` on N cores.
 
-    python benchmarks/serving.py                      # full run (the 16-core machine: ~8 min)
+    python benchmarks/serving.py                      # everything (a 16-core machine: ~10 min)
     python benchmarks/serving.py --quick              # smoke run, small catalog, short probes
-    python benchmarks/serving.py --server-cores 0 --load-cores 2,3,4,5
+    python benchmarks/serving.py --server-cores 0 --load-cores 8,9,10,11 --scaling 1,2,4,8 --scaling-cores 0,1,2,3,4,5,6,7
 
-Writes benchmarks/results/serving.json + .md and docs/img/serving_overload*.png (``--out STEM``:
-STEM.json + .md and docs/img/<name of STEM>_overload*.png)
-(``--quick``: everything under .cache/serving-bench/, so a smoke run leaves the repo as it was).
+Writes benchmarks/results/serving.json + .md, docs/img/serving_rate_p99.png and
+docs/img/serving_overload*.png (``--out STEM``: STEM.json + .md, docs/img/<name of STEM>_*.png;
+``--quick``: everything under .cache/serving-bench/, so a smoke run leaves the repo as it was).
 """
 
 
@@ -600,7 +602,7 @@ def run_workload(name: str, artifact: Path, args: argparse.Namespace, port: int,
     naive = by.get("naive", {}).get("sustainable_rate", 0.0)
     if naive:
         out["speedup_vs_naive"] = ours / naive
-    peers = [r for r in rows if not r["variant"].startswith("turborec")]
+    peers = [r for r in rows if r["variant"] in serving_peers.SERVERS]  # the naive endpoint is the floor, no peer
     if peers:
         best = max(peers, key=lambda r: r["sustainable_rate"])
         out["best_peer"] = best["variant"]
