@@ -25,7 +25,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from turborec.cli.common import add_data_arguments, add_deprecated_alias, key_value, positive_int
+from turborec.cli.common import (
+    add_data_arguments,
+    add_deprecated_alias,
+    add_threads_argument,
+    apply_threads,
+    key_value,
+    positive_int,
+)
 
 QUANT_KINDS = ("fp16", "bf16", "int8", "int4")
 CTR_FORMATS = ("criteo", "avazu")
@@ -52,6 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=256, help="users (rankers: rows x 16) per timed batch")
     add_deprecated_alias(p, "--batch", "--batch-size", "batch_size", type=positive_int)
     p.add_argument("--no-rss", action="store_true", help="skip the fresh-process resident-memory measurement")
+    add_threads_argument(p, "distillation and fine-tuning (--report times one thread)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out} is the input model; write the result somewhere else")
     if args.report:
         return _report(args)
+    apply_threads(args)
     return _compress(args)
 
 

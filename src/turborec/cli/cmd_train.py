@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from turborec.cli.common import add_data_arguments, key_value, positive_int
+from turborec.cli.common import add_data_arguments, add_threads_argument, apply_threads, key_value, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,6 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=2020, help="split and training seed (default 2020)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("-k", "--k", type=positive_int, default=10, help="cutoff for reported metrics (default 10)")
+    add_threads_argument(p)
     from turborec.cli import cmd_distributed
 
     cmd_distributed.add_train_arguments(p)
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     if (code := cmd_distributed.run_sharded(args)) is not None:
         return code
+    apply_threads(args)
     if args.task == "ctr":
         from turborec.cli.ctr import train_ctr
 

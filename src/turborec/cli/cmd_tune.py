@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from turborec.cli.common import add_data_arguments, key_value, positive_int
+from turborec.cli.common import add_data_arguments, add_threads_argument, apply_threads, key_value, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,6 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--confirm", type=int, default=5, metavar="N",
                    help="best feasible points tried over HTTP, best first, until one holds (default 5)")
     p.add_argument("--requests", type=positive_int, default=2000, help="size of the recorded request mix")
+    add_threads_argument(p, "training the reference model (the search itself measures one thread per process)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,8 +91,10 @@ def run(args: argparse.Namespace) -> int:
     if reference is None:
         check_memory_cap(options.memory_mb, split.train.n_users, split.train.n_items, _all_dims(teacher_dim, students))
         print(f"training the reference two-tower (at most {0.25 * options.budget_s:.0f} s) ...", flush=True)
+        apply_threads(args)
         reference = fit_reference(split, "two-tower", dict(args.param), max_seconds=0.25 * options.budget_s,
                                   seed=args.seed, progress=not args.quiet)
+        torch.set_num_threads(1)
         # kept so a later run (another SLO) can start from it: turborec tune --data OUT/reference ...
         saved = reference.save(out / "reference", metrics={"data": args.data, "protocol": args.protocol,
                                                             "seed": args.seed})

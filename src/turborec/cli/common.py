@@ -59,6 +59,20 @@ def key_value(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
+def add_threads_argument(p: argparse.ArgumentParser, what: str = "training") -> None:
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                   help=f"torch threads for {what} (default: OMP_NUM_THREADS if set, else the cores this "
+                        "process may use minus the 1-minute load average, at least 1: a busy machine is "
+                        "not oversubscribed)")
+
+
+def apply_threads(args: argparse.Namespace) -> int:
+    """Set torch's thread count from ``--threads`` (or the default rule); returns it."""
+    from turborec._util.threads import set_torch_threads
+
+    return set_torch_threads(getattr(args, "threads", None))
+
+
 def add_data_arguments(p: argparse.ArgumentParser, required: bool = False) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", metavar="PATH", required=required, help="dataset file or folder (omit for synthetic data)")

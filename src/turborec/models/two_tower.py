@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from turborec.errors import ConfigError
 from turborec.models.base import NetConfig, RetrievalNet, register_net
 from turborec.models.embeddings import EmbeddingPlan, pooled_lookup
 
@@ -30,6 +31,14 @@ class TwoTowerConfig(NetConfig):
     dropout: float = 0.3
     share_item_embeddings: bool = False  # history items and candidates use two tables (as in FISM); True: one
     item_bias: bool = True  # a learned per-item score offset (popularity prior), folded into the vectors
+    # training objective. "users": one example per user and epoch: a random ``holdout`` share of the
+    # user's items is hidden from the history input and predicted with a softmax over the whole catalog
+    # (the user's visible items masked), as denoising autoencoders for CF do (Mult-DAE, Liang et al. 2018);
+    # one step covers ``batch_size`` users and all their items, so an epoch is n_users/batch_size steps.
+    # "pairs": one example per (user, item) pair, the item left out of its own history input.
+    # Catalogs above ``full_softmax_below`` always train on pairs with sampled softmax.
+    objective: str = "users"
+    holdout: float = 0.3
     # training: catalogs up to this size use the full softmax over all items (exact, no sampling bias);
     # larger ones use in-batch negatives with log-Q correction plus ``sampled_negatives`` uniform ones
     full_softmax_below: int = 20_000
@@ -40,6 +49,12 @@ class TwoTowerConfig(NetConfig):
     # decay instead of the raw weights; 0 = off
     weight_average: float = 0.99
     embeddings: EmbeddingPlan = field(default_factory=EmbeddingPlan)
+
+    def __post_init__(self) -> None:
+        if self.objective not in ("users", "pairs"):
+            raise ConfigError(f"two-tower objective must be 'users' or 'pairs', got {self.objective!r}")
+        if not 0.0 < self.holdout < 1.0:
+            raise ConfigError(f"two-tower holdout must be in (0, 1), got {self.holdout}")
 
 
 def mlp(sizes: Sequence[int], dropout: float = 0.0) -> nn.Sequential:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ from turborec.models.ease import EASEConfig, EASENet
 from turborec.models.mf import MFConfig, MFNet
 from turborec.models.popularity import PopularityConfig, PopularityNet
 from turborec.models.two_tower import TwoTowerConfig, TwoTowerNet
+from turborec.train.history import Histories
 from turborec.train.recommender import Recommender, register_estimator
 from turborec.train.trainer import Parallel, TrainConfig, TrainHistory, fit_loop
 
@@ -49,6 +50,7 @@ class PopularityRecommender(Recommender):
 @register_estimator("ease")
 class EASERecommender(Recommender):
     config_class = EASEConfig
+    config: EASEConfig
 
     def _build_net(self, dims: Mapping[str, int]) -> EASENet:
         return EASENet(self.config, dims)  # type: ignore[arg-type]
@@ -57,7 +59,20 @@ class EASERecommender(Recommender):
         assert isinstance(self.net, EASENet) and self.histories is not None
         x = self.histories.to_csr()
         gram = (x.T @ x).toarray()
+        scorer = _valid_scorer(self, valid)
+        grid = sorted({float(v) for v in self.config.l2_grid}) if scorer is not None else []
+        if not grid:
+            self.net.fit_closed_form(gram)
+            return
+        scores: dict[float, float] = {}
+        for l2 in grid:  # one inverse each: ~0.3 s at 2k items, ~1 min at 20k
+            self.net.fit_closed_form(gram, l2)
+            scores[l2] = scorer()
+        best = max(grid, key=lambda v: (scores[v], -v))
+        self.config = replace(self.config, l2=best)
+        self.net.config = self.config
         self.net.fit_closed_form(gram)
+        self.metrics["l2_validation_ndcg@10"] = {f"{k:g}": v for k, v in scores.items()}
 
     def _similarity_vectors(self) -> np.ndarray:
         # item-item weights: column j says how much each item predicts j
@@ -193,6 +208,68 @@ class _TowerBatch:
     offset: int = 0
 
 
+@dataclass(frozen=True)
+class _UserBatch:
+    """Whole users: their visible history, the hidden (target) items, and every visible item they have.
+
+    ``items`` (the distinct targets) and the empty ``negatives`` give an auxiliary loss (distillation)
+    the fields a pair batch has.
+    """
+
+    users: torch.Tensor  # [B]
+    history: torch.Tensor  # [B, L] visible items, most recent last, -1 padded
+    target_rows: torch.Tensor  # [T] row in the batch of each hidden item
+    target_items: torch.Tensor  # [T]
+    seen_rows: torch.Tensor  # [S] every visible item (also those beyond the history window)
+    seen_items: torch.Tensor  # [S]
+    items: torch.Tensor
+    negatives: torch.Tensor
+
+
+def _unique_histories(histories: Histories) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, items) of each user's distinct items in time order (a repeated item at its last time)."""
+    n_items = max(histories.n_items, 1)
+    user = np.repeat(np.arange(histories.n_users, dtype=np.int64), histories.lengths())
+    keys = user * n_items + histories.items
+    # the last occurrence of each (user, item): first one in the reversed array
+    _, first_rev = np.unique(keys[::-1], return_index=True)
+    keep = np.sort(len(keys) - 1 - first_rev)
+    offsets = np.zeros(histories.n_users + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(np.bincount(user[keep], minlength=histories.n_users))
+    return offsets, histories.items[keep]
+
+
+def _user_batch(
+    users: np.ndarray, offsets: np.ndarray, items: np.ndarray, holdout: float, width: int,
+    gen: np.random.Generator, dev: torch.device,
+) -> _UserBatch:
+    """Split each user's items at random into visible (input) and hidden (targets), vectorised."""
+    lengths = offsets[users + 1] - offsets[users]
+    row = np.repeat(np.arange(len(users)), lengths)
+    start = np.cumsum(lengths) - lengths
+    events = offsets[users][row] + np.arange(len(row)) - start[row]
+    item = items[events]
+    hidden = gen.random(len(row)) < holdout
+    visible = ~hidden
+    # position among the row's visible items, and how many it has: the window keeps the last ``width``
+    n_visible = np.bincount(row[visible], minlength=len(users))
+    rank = np.cumsum(visible) - 1 - (np.cumsum(n_visible) - n_visible)[row]
+    first = np.maximum(n_visible - width, 0)[row]
+    inside = visible & (rank >= first)
+    cols = max(int(min(width, n_visible.max(initial=0))), 1)
+    history = np.full((len(users), cols), -1, dtype=np.int64)
+    history[row[inside], (rank - first)[inside]] = item[inside]
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(dev)
+
+    return _UserBatch(
+        users=t(users), history=t(history), target_rows=t(row[hidden]), target_items=t(item[hidden]),
+        seen_rows=t(row[visible]), seen_items=t(item[visible]), items=t(np.unique(item[hidden])),
+        negatives=t(np.zeros(0)),
+    )
+
+
 @register_estimator("two-tower")
 class TwoTowerRecommender(Recommender):
     """Two-tower retrieval trained with sampled softmax: in-batch negatives with log-Q correction
@@ -203,7 +280,7 @@ class TwoTowerRecommender(Recommender):
     default_train = TrainConfig(epochs=60, batch_size=512, lr=2e-3, weight_decay=0.0, patience=5)
     # an extra training term f(batch) -> scalar added to the loss (e.g. distillation from a
     # teacher, set by turborec.compress); never saved
-    aux_loss: Callable[[_TowerBatch], torch.Tensor] | None = None
+    aux_loss: Callable[[_TowerBatch | _UserBatch], torch.Tensor] | None = None
     # how training is spread over processes (turborec.distributed sets a sharded one); never saved
     parallel: Parallel = Parallel()
 
@@ -216,6 +293,69 @@ class TwoTowerRecommender(Recommender):
         net = par.prepare(self.net)  # the net itself, or a copy with sharded tables
         assert isinstance(net, TwoTowerNet)
         cfg, tcfg = self.config, self.train_config
+        average = _WeightAverage(net, cfg.weight_average) if cfg.weight_average > 0 else None
+        batches: Callable[[int], Iterator[Any]]
+        objective: Callable[[Any], torch.Tensor]
+        # the per-user objective is single-process (its steps hold whole users, not rows of a global batch)
+        if cfg.objective == "users" and train.n_items <= cfg.full_softmax_below and par.world_size == 1:
+            batches, objective, extras = self._user_objective(net, train, average)
+        else:
+            batches, objective, extras = self._pair_objective(net, train, average, par)
+        aux = self.aux_loss
+        loss = objective if aux is None else (lambda b: objective(b) + aux(b))
+        scorer = _valid_scorer(self, valid)
+        if scorer is not None:
+            scorer = par.evaluate(scorer)
+        if average is not None and scorer is not None:
+            scorer = average.wrap(scorer)
+        self.history: TrainHistory = fit_loop(net, loss, batches, tcfg, scorer, optimizer=par.optimizer(net, tcfg),
+                                              desc="two-tower", parallel=par, extras={**extras, "average": average})
+        if average is not None and scorer is None:  # nothing validated: keep the average of the last steps
+            average.swap_in()
+        par.finish()
+
+    def _user_objective(
+        self, net: TwoTowerNet, train: Interactions, average: _WeightAverage | None
+    ) -> tuple[Callable[[int], Iterator[_UserBatch]], Callable[[_UserBatch], torch.Tensor], dict[str, Any]]:
+        """Per-user batches: hide a random ``holdout`` share of each user's items, predict them from the rest.
+
+        A step holds whole users until it has ``batch_size`` interactions, so an epoch is one pass over the
+        interactions (as with pairs) in n_interactions / batch_size steps, each one softmax over the catalog.
+        """
+        assert self.histories is not None
+        cfg, tcfg = self.config, self.train_config
+        offsets, items = _unique_histories(self.histories)
+        lengths = np.diff(offsets)
+        active = np.flatnonzero(lengths > 0)
+        n_items, width, dev = train.n_items, cfg.history_len, self.device
+        gen = np.random.default_rng(tcfg.seed)
+        all_items = torch.arange(n_items, device=dev)
+
+        def batches(epoch: int) -> Iterator[_UserBatch]:
+            if average is not None:
+                average.swap_out()
+            order = gen.permutation(active)
+            ends = np.cumsum(lengths[order])
+            cuts = np.searchsorted(ends, np.arange(tcfg.batch_size, int(ends[-1]), tcfg.batch_size), side="left") + 1
+            for sel in np.split(order, np.unique(cuts[cuts < len(order)])):
+                yield _user_batch(sel, offsets, items, cfg.holdout, width, gen, dev)
+
+        def loss(b: _UserBatch) -> torch.Tensor:
+            if average is not None:
+                average.update()
+            logits = net.user_vectors(b.users, b.history) @ net.item_vectors(all_items).T
+            # the items left visible are positives too: not negatives for the hidden ones
+            logits = logits.index_put((b.seen_rows, b.seen_items), torch.tensor(float("-inf"), device=dev))
+            return -F.log_softmax(logits, dim=1)[b.target_rows, b.target_items].mean()
+
+        return batches, loss, {"data_rng": gen}
+
+    def _pair_objective(
+        self, net: TwoTowerNet, train: Interactions, average: _WeightAverage | None, par: Parallel
+    ) -> tuple[Callable[[int], Iterator[_TowerBatch]], Callable[[_TowerBatch], torch.Tensor], dict[str, Any]]:
+        """One example per (user, item) pair, the item left out of its own history input."""
+        assert self.histories is not None
+        cfg, tcfg = self.config, self.train_config
         users, items = _positive_pairs(train)
         n_items = train.n_items
         dev = self.device
@@ -227,8 +367,6 @@ class TwoTowerRecommender(Recommender):
         users_t = torch.from_numpy(users).to(dev)
         items_t = torch.from_numpy(items).to(dev)
         hist_gen = torch.Generator(device=dev).manual_seed(tcfg.seed)
-
-        average = _WeightAverage(net, cfg.weight_average) if cfg.weight_average > 0 else None
 
         def batches(epoch: int) -> Iterator[_TowerBatch]:
             if average is not None:
@@ -278,16 +416,4 @@ class TwoTowerRecommender(Recommender):
             logits = logits.masked_fill(same, float("-inf"))
             return F.cross_entropy(logits, own)
 
-        aux = self.aux_loss
-        objective = loss if aux is None else (lambda b: loss(b) + aux(b))
-        scorer = _valid_scorer(self, valid)
-        if scorer is not None:
-            scorer = par.evaluate(scorer)
-        if average is not None and scorer is not None:
-            scorer = average.wrap(scorer)
-        extras = {"data_rng": gen, "history_rng": hist_gen, "average": average}
-        self.history: TrainHistory = fit_loop(net, objective, batches, tcfg, scorer, optimizer=par.optimizer(net, tcfg),
-                                              desc="two-tower", parallel=par, extras=extras)
-        if average is not None and scorer is None:  # nothing validated: keep the average of the last steps
-            average.swap_in()
-        par.finish()
+        return batches, loss, {"data_rng": gen, "history_rng": hist_gen}
