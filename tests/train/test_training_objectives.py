@@ -43,7 +43,7 @@ def test_user_batch_splits_every_item_into_visible_or_hidden() -> None:
 
 def test_user_objective_learns_and_is_reproducible() -> None:
     split = apply_protocol("recbole", synthetic(n_users=400, n_items=150, n_interactions=12_000, seed=4), seed=1)
-    a, b = (TwoTowerRecommender(dim=16, epochs=4, seed=3, progress=False).fit(split.train, split.valid) for _ in range(2))
+    a, b = (TwoTowerRecommender(objective="users", dim=16, epochs=4, seed=3, progress=False).fit(split.train, split.valid) for _ in range(2))
     assert a.history.scores == b.history.scores
     assert a.history.scores[-1] > a.history.scores[0]
 

@@ -59,13 +59,9 @@ def pick_threads(requested: int | None) -> int:
 
 
 def set_torch_threads(requested: int | None) -> int:
-    """Pick the count and apply it to torch (intra-op; inter-op too while it can still be set)."""
+    """Pick the count and apply it to torch's intra-op pool (the one training and inference use)."""
     n = pick_threads(requested)
     import torch
 
     torch.set_num_threads(n)
-    try:
-        torch.set_num_interop_threads(n)
-    except RuntimeError:
-        pass  # only settable before the first parallel work; intra-op is what the loops use
     return n

@@ -34,11 +34,12 @@ class TwoTowerConfig(NetConfig):
     # training objective. "users": one example per user and epoch: a random ``holdout`` share of the
     # user's items is hidden from the history input and predicted with a softmax over the whole catalog
     # (the user's visible items masked), as denoising autoencoders for CF do (Mult-DAE, Liang et al. 2018);
-    # one step covers ``batch_size`` users and all their items, so an epoch is n_users/batch_size steps.
+    # a step holds whole users up to ``batch_size`` interactions: an epoch is n_interactions/batch_size
+    # steps either way, but a "users" step costs one catalog softmax per user, not one per interaction.
     # "pairs": one example per (user, item) pair, the item left out of its own history input.
     # Catalogs above ``full_softmax_below`` always train on pairs with sampled softmax.
-    objective: str = "users"
-    holdout: float = 0.3
+    objective: str = "pairs"
+    holdout: float = 0.5
     # training: catalogs up to this size use the full softmax over all items (exact, no sampling bias);
     # larger ones use in-batch negatives with log-Q correction plus ``sampled_negatives`` uniform ones
     full_softmax_below: int = 20_000

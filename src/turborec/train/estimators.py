@@ -277,6 +277,7 @@ class TwoTowerRecommender(Recommender):
 
     config_class = TwoTowerConfig
     config: TwoTowerConfig
+    # batch_size counts interactions per step for either objective (a "users" step holds whole users)
     default_train = TrainConfig(epochs=60, batch_size=512, lr=2e-3, weight_decay=0.0, patience=5)
     # an extra training term f(batch) -> scalar added to the loss (e.g. distillation from a
     # teacher, set by turborec.compress); never saved
