@@ -94,3 +94,31 @@ def test_weight_zero_keeps_the_retrieval_order(fitted) -> None:  # type: ignore[
     for b, s, f in zip(blended, scores, finite):  # same order as the retrieval scores
         assert (np.argsort(-b[f], kind="stable") == np.argsort(-s[f], kind="stable")).all()
     assert not np.allclose(raw[finite], blended[finite])  # weight 1 is the ranker's own logits
+
+
+def test_a_ranker_without_weight_is_saved_as_its_retriever(fitted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from turborec._util.artifact import load_artifact
+    from turborec.train.pipeline import save_trained
+
+    split, pipe = fitted
+    saved = pipe.ranker_weight
+    try:
+        pipe.ranker_weight = 0.0
+        path, staged = save_trained(pipe, tmp_path / "dropped")
+        assert not staged and not pipe.ranker_earns_stage
+        loaded = load_model(path)
+        assert not isinstance(loaded, TwoStagePipeline)  # loading (and so serving) yields the retriever alone
+        users = list(split.train.users.ids[:5])
+        assert (loaded.recommend(users, N=10)[0] == pipe.retriever.recommend(users, N=10)[0]).all()
+        art = load_artifact(path)
+        assert art.kind == "retrieval" and art.metrics["ranker_earns_stage"] is False
+        assert art.metrics["ranker_dropped"]["ranker"] == "dlrm"
+        kept, staged = save_trained(pipe, tmp_path / "kept", keep_ranker=True)
+        assert staged and isinstance(load_model(kept), TwoStagePipeline)
+    finally:
+        pipe.ranker_weight = saved
+    pipe.ranker_weight = max(saved, 0.25)
+    try:
+        assert save_trained(pipe, tmp_path / "staged")[1]
+    finally:
+        pipe.ranker_weight = saved

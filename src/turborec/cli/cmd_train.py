@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "of a line is field i, checked to hold one id range per position on every line")
     p.add_argument("--ranker", default="dlrm", help="pipeline ranker: logreg, fm, dlrm, dcnv2, deepfm (default dlrm)")
     p.add_argument("--candidates", type=positive_int, default=100, help="pipeline: retrieved candidates N (default 100)")
+    p.add_argument("--keep-ranker", action="store_true",
+                   help="pipeline: save the ranking stage even when it does not beat retrieval on held-out "
+                        "validation users (by default the retriever alone is saved then, and served)")
     p.add_argument("--out", required=True, metavar="DIR", help="artifact directory to write (replaced atomically)")
     p.add_argument("--protocol", default="recbole", help="split protocol: recbole, leave-last-out, temporal")
     p.add_argument("--split", choices=("protocol", "none"), default="protocol", help="'none' trains on the whole file")
@@ -91,7 +94,7 @@ def _pick(metrics: dict[str, float], k: int) -> dict[str, float]:
 
 def _pipeline(args: argparse.Namespace, retriever: object, split: object, metrics: dict[str, object]) -> int:
     from turborec.cli.report import print_table
-    from turborec.train.pipeline import TwoStagePipeline
+    from turborec.train.pipeline import TwoStagePipeline, save_trained
 
     pipe = TwoStagePipeline(retriever, n_candidates=args.candidates, ranker=args.ranker, seed=args.seed)  # type: ignore[arg-type]
     pipe.fit(split.train, split.valid)  # type: ignore[attr-defined]
@@ -101,5 +104,11 @@ def _pipeline(args: argparse.Namespace, retriever: object, split: object, metric
         rows.append({"candidates": n, **_pick(m, args.k)})
     print_table(rows)
     pipe.metrics.update({**metrics, "pipeline_test": rows})
-    print(f"saved {pipe.save(args.out)}")
+    path, staged = save_trained(pipe, args.out, keep_ranker=args.keep_ranker)
+    if not staged:
+        alone = pipe.metrics.get("blend_ndcg@10_w0", float("nan"))
+        print(f"the {args.ranker} ranker does not beat retrieval on held-out validation users (blend weight 0, "
+              f"NDCG@10 {alone:.4f} without it): saved the {args.model} retriever alone, served without a "
+              "ranking stage (--keep-ranker saves the pipeline anyway)")
+    print(f"saved {path}")
     return 0

@@ -90,11 +90,21 @@ def run(args: argparse.Namespace) -> int:
     split, reference, teacher_dim = _reference_and_split(args, budget, options.memory_mb, students)
     if reference is None:
         check_memory_cap(options.memory_mb, split.train.n_users, split.train.n_items, _all_dims(teacher_dim, students))
-        print(f"training the reference two-tower (at most {0.25 * options.budget_s:.0f} s) ...", flush=True)
+        # turborec train's defaults (same estimator options, split and seed); capped at half the budget
+        cap = 0.5 * options.budget_s
+        print(f"training the reference two-tower with turborec train's defaults (at most {cap:.0f} s) ...",
+              flush=True)
         apply_threads(args)
-        reference = fit_reference(split, "two-tower", dict(args.param), max_seconds=0.25 * options.budget_s,
+        reference = fit_reference(split, "two-tower", dict(args.param), max_seconds=cap,
                                   seed=args.seed, progress=not args.quiet)
         torch.set_num_threads(1)
+        history = getattr(reference, "history", None)
+        if history is not None:
+            print(f"reference: validation NDCG@10 {history.best_score:.4f} after {len(history.losses)} epochs "
+                  f"({history.seconds:.0f} s)", flush=True)
+        if history is not None and history.seconds >= cap:
+            print(f"warning: the reference stopped at the {cap:.0f} s cap before early stopping, so it is weaker "
+                  "than `turborec train` makes; train one there and pass it with --model", flush=True)
         # kept so a later run (another SLO) can start from it: turborec tune --data OUT/reference ...
         saved = reference.save(out / "reference", metrics={"data": args.data, "protocol": args.protocol,
                                                             "seed": args.seed})
@@ -140,7 +150,9 @@ def _reference_and_split(args: argparse.Namespace, budget: Any, memory_mb: float
         model_dir, data_path = data_path, None
     if model_dir is None:
         split = apply_protocol(args.protocol, load_interactions(args), seed=args.seed)
-        dim = int(dict(args.param).get("dim", 64))
+        from turborec.train.options import option_defaults
+
+        dim = int(dict(args.param).get("dim", option_defaults("two-tower")["dim"]))
         return split, None, dim
     manifest = _manifest(Path(model_dir))
     config, metrics = manifest.get("config", {}), manifest.get("metrics", {})

@@ -83,6 +83,12 @@ class TwoStagePipeline:
     name = "pipeline"
 
     @property
+    def ranker_earns_stage(self) -> bool:
+        """False when the blend chosen on held-out validation users gives the ranker weight 0: the
+        pipeline then ranks exactly as its retriever does, at the cost of a second stage."""
+        return self.ranker_weight > 0.0
+
+    @property
     def users(self) -> Any:
         return self.retriever.users
 
@@ -227,6 +233,7 @@ class TwoStagePipeline:
                 best = (ndcg, w)
         self.ranker_weight = best[1]
         self.metrics["ranker_weight"] = best[1]
+        self.metrics["ranker_earns_stage"] = self.ranker_earns_stage
 
     def _labelled(self, users: np.ndarray, positives: sp.csr_matrix) -> tuple[CTRData, np.ndarray]:
         """The users' retrieved candidates as labelled ranker rows, and their retrieval scores [U, C]."""
@@ -384,3 +391,14 @@ class TwoStagePipeline:
             raise ArtifactError(f"{path}: cannot rebuild the pipeline ({exc})") from exc
         pipe.metrics = art.metrics
         return pipe
+
+
+def save_trained(pipe: TwoStagePipeline, path: str | Path, keep_ranker: bool = False) -> tuple[Path, bool]:
+    """Save what is worth serving: the pipeline, or its retriever alone (with the pipeline's metrics and
+    ``ranker_earns_stage: false`` in the manifest) when the ranker does not earn its stage, so every
+    loader, ``turborec serve`` included, serves the cheaper retrieval-only path. Returns (path, pipeline?)."""
+    if keep_ranker or pipe.ranker_earns_stage:
+        return pipe.save(path), True
+    metrics = {**pipe.retriever.metrics, **pipe.metrics, "ranker_earns_stage": False,
+               "ranker_dropped": {"ranker": pipe.config.ranker, "reason": "blend weight 0 on held-out validation users"}}
+    return pipe.retriever.save(path, metrics=metrics), False

@@ -54,6 +54,11 @@ class TrainHistory:
     best_epoch: int = -1
     best_score: float = -math.inf
     seconds: float = 0.0
+    # per epoch: seconds spent training (no validation), and wall / process-CPU seconds since the start
+    # at the epoch's end (validation included): what time-to-quality is read from
+    train_seconds: list[float] = field(default_factory=list)
+    elapsed: list[float] = field(default_factory=list)
+    cpu_elapsed: list[float] = field(default_factory=list)
 
 
 def seed_everything(seed: int) -> None:
@@ -169,6 +174,7 @@ def fit_loop(
     par.resume(net, opt, state)
     history = state.history
     start = time.perf_counter() - state.seconds
+    cpu_start = time.process_time()
 
     def over_time() -> bool:
         return config.max_seconds is not None and time.perf_counter() - start > config.max_seconds
@@ -191,6 +197,7 @@ def fit_loop(
             total += float(loss.detach())
             count += 1
         history.losses.append(par.mean_loss(total, count))
+        history.train_seconds.append(time.perf_counter() - epoch_start)
         postfix = {"loss": f"{history.losses[-1]:.4f}"}
         if evaluate is not None and (epoch + 1) % config.eval_every == 0:
             net.eval()
@@ -203,6 +210,8 @@ def fit_loop(
                 state.best_state = par.snapshot(net)
             else:
                 state.stale += 1
+        history.elapsed.append(time.perf_counter() - start)
+        history.cpu_elapsed.append(time.process_time() - cpu_start)
         bar.set_postfix(postfix)
         log_line(config.progress, f"{desc} epoch {epoch + 1}/{config.epochs} {describe(postfix)} "
                                   f"({time.perf_counter() - epoch_start:.1f}s)")

@@ -1,0 +1,191 @@
+"""Training speed and time-to-quality of every model, by thread count and competing load.
+
+    python benchmarks/training.py                                   # ml-latest-small, 1 and 2 threads, no load
+    python benchmarks/training.py --threads 1 2 --loads 0 1         # ... and with one busy process beside it
+    python benchmarks/training.py --models two-tower two-tower:objective=users,holdout=0.5   # model[:options]
+    python benchmarks/training.py --ctr criteo-sample-10k --ctr-models logreg dlrm   # CTR rows (the CTR recipe)
+    python benchmarks/training.py --device cuda --threads 1         # the GPU column
+    python benchmarks/training.py --profile                         # cProfile of one two-tower epoch first
+
+Per model and setting: examples/s of a training epoch (validation excluded; the median epoch),
+time-to-quality (wall and process-CPU seconds from the start of fit until validation NDCG@10, or
+AUC for CTR, is within 1% of the run's best), the whole fit's wall and CPU seconds, the best
+validation score and the test score. Retrieval data: the recbole protocol split of --data (seed
+--seed). A competing load is N processes each spinning one core for the setting's duration (they
+stop by themselves at a deadline and are terminated after it). CPU seconds are this process's
+(all its threads), so on a shared machine they say what the work cost when wall time is noisy.
+
+Writes benchmarks/results/training[_<name>].json and a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import pstats
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from _common import SHARED_DATA, markdown_table, median, write_results
+from turborec.data import apply_protocol, load_movielens
+from turborec.train.options import make_estimator
+
+MODELS = ("popularity", "bpr", "ease", "two-tower")
+CTR_MODELS = ("logreg", "fm", "dlrm", "dcnv2", "deepfm")
+WITHIN = 0.01  # time-to-quality: first validation within 1% of the run's best
+
+
+@contextlib.contextmanager
+def competing_load(n: int, seconds: float = 3600.0) -> Iterator[None]:
+    """``n`` processes that each keep one core busy until the block ends (or ``seconds`` pass)."""
+    spin = f"import time\nend = time.time() + {seconds}\nwhile time.time() < end:\n    pass\n"
+    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+
+
+def time_to_quality(scores: list[float], at: list[float], higher_better: bool = True) -> tuple[int, float]:
+    """(index, time) of the first score within WITHIN of the best one."""
+    best = max(scores) if higher_better else min(scores)
+    target = best - WITHIN * abs(best) if higher_better else best + WITHIN * abs(best)
+    first = next(i for i, s in enumerate(scores) if (s >= target if higher_better else s <= target))
+    return first, at[first]
+
+
+def retrieval_row(name: str, split: Any, params: dict[str, str], seed: int, device: str) -> dict[str, Any]:
+    model = make_estimator(name, params, seed=seed, progress=False, device=device)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    model.fit(split.train, split.valid)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    test = model.evaluate(split.test, exclude=[split.valid], ks=(10,))["ndcg@10"]
+    n = len(split.train)  # one epoch passes over every training interaction (BPR: each distinct pair)
+    history = getattr(model, "history", None)
+    row: dict[str, Any] = {"model": name}
+    if history is None or not history.scores:  # counted or closed-form: one pass, no epochs
+        valid = model.evaluate(split.valid, ks=(10,))["ndcg@10"]
+        row.update(epochs=0, examples_s=n / wall, ttq_s=wall, ttq_cpu_s=cpu, valid_ndcg=valid)
+    else:
+        every = model.train_config.eval_every
+        ends = [i for i in range(len(history.losses)) if (i + 1) % every == 0][: len(history.scores)]
+        first, ttq = time_to_quality(history.scores, [history.elapsed[i] for i in ends])
+        row.update(epochs=len(history.losses), examples_s=n / median(history.train_seconds), ttq_s=ttq,
+                   ttq_cpu_s=history.cpu_elapsed[ends[first]], valid_ndcg=history.best_score)
+    row.update(fit_s=wall, fit_cpu_s=cpu, test_ndcg=test)
+    return row
+
+
+def ctr_row(kind: str, raw: Any, seed: int, threads: int, device: str, preset: str) -> dict[str, Any] | None:
+    """One CTR recipe run (the one ``turborec train --task ctr`` uses), when this tree has the recipe."""
+    try:
+        from turborec.train.ctr_recipe import ctr_recipe, train_ctr
+    except ImportError:
+        return None
+    recipe = ctr_recipe(kind, preset, seed=seed, device=device, threads=threads)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    run = train_ctr(raw, recipe)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    fit = run.fit
+    rows = int(len(raw) * recipe.split[0])
+    step_rows = recipe.train.batch_size
+    seconds_per_step = fit.seconds / max(fit.steps, 1)  # validation included: steps are timed as a whole
+    evals = [h for h in fit.history if "valid_auc" in h]
+    row: dict[str, Any] = {"model": kind, "epochs": fit.steps * step_rows / max(rows, 1),
+                           "examples_s": step_rows / seconds_per_step}
+    if evals:
+        _, step = time_to_quality([h["valid_auc"] for h in evals], [h["step"] for h in evals])
+        row["ttq_s"] = step * seconds_per_step  # an estimate: the net's own steps, uniform in time
+    row.update(fit_s=wall, fit_cpu_s=cpu, valid_auc=fit.best_valid_auc, test_auc=run.metrics.get("auc"))
+    return row
+
+
+def profile_two_tower(split: Any, params: dict[str, str], seed: int) -> str:
+    """cProfile of a one-epoch two-tower fit (with its validation pass): where the time goes."""
+    model = make_estimator("two-tower", params, seed=seed, progress=False, epochs=1)
+    prof = cProfile.Profile()
+    prof.enable()
+    model.fit(split.train, split.valid)
+    prof.disable()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(15)
+    return out.getvalue()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(SHARED_DATA / "ml-latest-small"))
+    ap.add_argument("--name", default=None, help="suffix for the result files")
+    ap.add_argument("--models", nargs="*", default=list(MODELS))
+    ap.add_argument("--param", action="append", default=[], metavar="MODEL:KEY=VALUE",
+                    help="option for one model, repeatable (e.g. two-tower:objective=users)")
+    ap.add_argument("--ctr", default=None, metavar="PATH", help="labelled CTR data for the CTR rows (omit: none)")
+    ap.add_argument("--ctr-format", default="criteo", help="reader and recipe preset of --ctr (criteo, avazu, libfm)")
+    ap.add_argument("--ctr-models", nargs="*", default=list(CTR_MODELS))
+    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--loads", nargs="+", type=int, default=[0], help="competing busy processes per setting")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=2020)
+    ap.add_argument("--profile", action="store_true", help="print a cProfile of one two-tower epoch first")
+    args = ap.parse_args()
+    params: dict[str, dict[str, str]] = {}
+    for item in args.param:
+        model, _, kv = item.partition(":")
+        key, _, value = kv.partition("=")
+        params.setdefault(model, {})[key] = value
+    data = load_movielens(args.data)
+    split = apply_protocol("recbole", data, seed=args.seed)
+    print(split.summary(), flush=True)
+    profile = None
+    if args.profile:
+        torch.set_num_threads(1)
+        profile = profile_two_tower(split, params.get("two-tower", {}), args.seed)
+        print(profile, flush=True)
+    raw = None
+    if args.ctr:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+        from turborec.cli.ctr import read_raw
+
+        raw = read_raw(args.ctr, args.ctr_format)
+    rows: list[dict[str, Any]] = []
+    for load in args.loads:
+        for threads in args.threads:
+            with competing_load(load):
+                torch.set_num_threads(threads)
+                for spec in args.models:
+                    name, _, extra = spec.partition(":")
+                    options = {**params.get(name, {}), **dict(kv.split("=", 1) for kv in extra.split(",") if kv)}
+                    row = retrieval_row(name, split, options, args.seed, args.device)
+                    row["model"] = spec
+                    rows.append({"threads": threads, "load": load, "device": args.device, **row})
+                    print(rows[-1], flush=True)
+                if raw is not None:
+                    for kind in args.ctr_models:
+                        ctr = ctr_row(kind, raw, args.seed, threads, args.device, args.ctr_format)
+                        if ctr is None:
+                            print("the CTR recipe (turborec.train.ctr_recipe) is not in this tree: no CTR rows")
+                            break
+                        rows.append({"threads": threads, "load": load, "device": args.device, **ctr})
+                        print(rows[-1], flush=True)
+    name = args.name or Path(args.data.rstrip("/")).name
+    write_results(
+        f"training_{name}",
+        {"data": args.data, "ctr": args.ctr, "protocol": "recbole", "seed": args.seed, "params": params,
+         "rows": rows, "profile": profile},
+        markdown_table(rows),
+    )
+
+
+if __name__ == "__main__":
+    main()
