@@ -76,3 +76,20 @@ def test_thread_rule() -> None:
     assert pick_threads(2) == 2
     with pytest.raises(ConfigError):
         pick_threads(0)
+
+
+def test_threads_flag_sets_torch_and_rejects_zero() -> None:
+    import argparse
+
+    from turborec.cli.common import add_threads_argument, apply_threads
+
+    parser = argparse.ArgumentParser()
+    add_threads_argument(parser)
+    before = torch.get_num_threads()
+    try:
+        assert apply_threads(parser.parse_args(["--threads", "1"])) == 1 and torch.get_num_threads() == 1
+        assert apply_threads(parser.parse_args([])) >= 1  # the default rule
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--threads", "0"])
