@@ -159,17 +159,27 @@ def main() -> None:
 
         raw = read_raw(args.ctr, args.ctr_format)
     rows: list[dict[str, Any]] = []
+    result_name = args.name or Path(args.data.rstrip("/")).name
+
+    def save() -> None:  # after every row, so a long run that is cut short keeps what it measured
+        write_results(
+            f"training_{result_name}",
+            {"data": args.data, "ctr": args.ctr, "protocol": "recbole", "seed": args.seed, "params": params,
+             "rows": rows, "profile": profile},
+            markdown_table(rows),
+        )
+
     for load in args.loads:
         for threads in args.threads:
             with competing_load(load):
                 torch.set_num_threads(threads)
                 for spec in args.models:
-                    name, _, extra = spec.partition(":")
-                    options = {**params.get(name, {}), **dict(kv.split("=", 1) for kv in extra.split(",") if kv)}
-                    row = retrieval_row(name, split, options, args.seed, args.device)
+                    model_name, _, extra = spec.partition(":")
+                    options = {**params.get(model_name, {}), **dict(kv.split("=", 1) for kv in extra.split(",") if kv)}
+                    row = retrieval_row(model_name, split, options, args.seed, args.device)
                     row["model"] = spec
                     rows.append({"threads": threads, "load": load, "device": args.device, **row})
-                    print(rows[-1], flush=True)
+                    save()
                 if raw is not None:
                     for kind in args.ctr_models:
                         ctr = ctr_row(kind, raw, args.seed, threads, args.device, args.ctr_format)
@@ -177,14 +187,8 @@ def main() -> None:
                             print("the CTR recipe (turborec.train.ctr_recipe) is not in this tree: no CTR rows")
                             break
                         rows.append({"threads": threads, "load": load, "device": args.device, **ctr})
-                        print(rows[-1], flush=True)
-    name = args.name or Path(args.data.rstrip("/")).name
-    write_results(
-        f"training_{name}",
-        {"data": args.data, "ctr": args.ctr, "protocol": "recbole", "seed": args.seed, "params": params,
-         "rows": rows, "profile": profile},
-        markdown_table(rows),
-    )
+                        save()
+    save()
 
 
 if __name__ == "__main__":
