@@ -1,7 +1,7 @@
 """``turborec.edge`` runs where only numpy and onnxruntime are installed.
 
 A fresh interpreter installs an import hook that refuses torch, scipy, pandas, safetensors, the onnx
-package and every turborec subpackage but ``errors`` and ``edge`` (as if they were not installed), then
+package and every turborec subpackage but ``errors``, ``_version`` (a string) and ``edge`` (as if they were not installed), then
 loads a bundle and re-ranks; the result must equal the in-process runtime's.
 """
 
@@ -23,7 +23,7 @@ CHILD = textwrap.dedent(
     import importlib.abc, json, sys
 
     BLOCKED = {"torch", "scipy", "pandas", "safetensors", "onnx", "sklearn", "faiss", "tqdm", "sympy"}
-    ALLOWED = ("turborec", "turborec.errors", "turborec.edge")
+    ALLOWED = ("turborec", "turborec._version", "turborec.errors", "turborec.edge")
 
     class NotInstalled(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
