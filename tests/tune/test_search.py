@@ -73,15 +73,19 @@ def test_accelerated_model_answers_like_the_service_model(fitted: tuple[Recommen
     assert not seen & set(b[0].items)  # training items stay excluded through the index
 
 
+SLACK_SLO_MS = 5000.0
+
+
 def test_search_chooses_the_most_accurate_feasible_point_and_saves_it(fitted: tuple[Recommender, Split],
                                                                       tmp_path: Path) -> None:
     rec, split = fitted
-    options = TuneOptions(slo_p99_ms=500.0, rate=150.0, budget_s=300.0, measure_s=0.7, warmup_s=0.2,
+    # the SLO is far above any answer time so the verdict is the choice, not this machine's speed
+    options = TuneOptions(slo_p99_ms=SLACK_SLO_MS, rate=150.0, budget_s=300.0, measure_s=0.7, warmup_s=0.2,
                           confirm_top=1, confirm_s=1.0, n_requests=300, windows=1)
     result = run_tune(rec, split, options, tmp_path, space=small_space(), progress=False, log=lambda _: None)
     assert result.exit_code == 0
     chosen = result.chosen
-    assert chosen is not None and chosen.http is not None and chosen.http.p99_ms <= 500.0
+    assert chosen is not None and chosen.http is not None and chosen.http.p99_ms <= SLACK_SLO_MS
     feasible = [p for p in result.points() if result.constraints.feasible(p)]
     assert len(feasible) >= 5
     assert all(chosen.accuracy is not None and chosen.accuracy >= p.accuracy for p in feasible)
@@ -98,7 +102,7 @@ def test_search_chooses_the_most_accurate_feasible_point_and_saves_it(fitted: tu
     assert len(out.results[0].items) == 10
     manifest = json.loads((Path(result.artifact) / "manifest.json").read_text())
     assert manifest["config"]["serving"]["max_batch"] == knobs.max_batch
-    assert manifest["config"]["serving"]["slo_p99_ms"] == 500.0
+    assert manifest["config"]["serving"]["slo_p99_ms"] == SLACK_SLO_MS
     report = (tmp_path / "report.md").read_text()
     assert "(chosen)" in report and report.count("\n| fp32 ·") + report.count("\n| int") >= 5
     assert (tmp_path / P99_PLOT).stat().st_size > 1000 and (tmp_path / MEMORY_PLOT).stat().st_size > 1000
