@@ -58,3 +58,7 @@ class UnknownIdError(TurborecError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else "unknown id"
+
+
+class UnknownIdWarning(UserWarning):
+    """Some ids were unknown and were served by the cold-start rule (``unknown="popular"``) or left out."""

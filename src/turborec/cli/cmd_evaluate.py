@@ -8,6 +8,7 @@ items in TRAIN are masked, users/items unknown to the model are skipped).
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from turborec.cli.common import add_data_arguments, positive_int
 
@@ -56,15 +57,37 @@ def run(args: argparse.Namespace) -> int:
         test = load_interactions(args, args.test)
         metrics = _metrics(model.evaluate(test, exclude=[train], ks=ks))
         source = f"{args.train} / {args.test}"
+        skipped = _skipped(model, test)
     else:
         data = load_interactions(args)
         split = apply_protocol(args.protocol, data, seed=args.seed)
         metrics = _metrics(model.evaluate(split.test, exclude=[split.valid], ks=ks))
         source = f"{args.data or 'synthetic'} ({args.protocol}, seed {args.seed})"
+        skipped = _skipped(model, split.test)
     n_users = int(metrics.pop("n_users", 0))
-    print(f"{model.name} on {source}: {n_users:,} users evaluated")
+    print(f"{model.name} on {source}: {n_users:,} users evaluated{skipped}")
     print_table([{"metric": m, "value": v} for m, v in metrics.items()])
     return 0
+
+
+def _skipped(model: Any, test: Any) -> str:
+    """Why test users were not evaluated: unknown to the model, or none of their test items known to it."""
+    import numpy as np
+
+    from turborec.data.vocab import unknown_summary
+
+    users = test.users.decode(np.unique(test.user)).tolist()
+    unknown = [u for u in users if model.users.get(u) < 0]
+    mapped = test.with_vocabularies(model.users, model.items)
+    no_items = len(users) - len(unknown) - len(np.unique(mapped.user))
+    if not unknown and not no_items:
+        return ""
+    parts = []
+    if unknown:
+        parts.append(f"{unknown_summary('user', unknown)} (not in the model's training data)")
+    if no_items:
+        parts.append(f"{no_items:,} whose test items are all unknown to the model")
+    return f"; {len(unknown) + no_items:,} test user(s) skipped: " + "; ".join(parts)
 
 
 def _metrics(report: object) -> dict[str, float]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-FORMATS = ("movielens", "csv", "parquet", "diginetica", "synthetic", "criteo", "avazu", "libfm")
+FORMATS = ("movielens", "csv", "parquet", "jsonl", "diginetica", "synthetic", "criteo", "avazu", "libfm")
+TABLE_FORMATS = ("csv", "parquet", "jsonl")
 CTR_FORMATS = ("criteo", "avazu", "libfm")
 
 
@@ -76,26 +78,36 @@ def apply_threads(args: argparse.Namespace) -> int:
 def add_data_arguments(p: argparse.ArgumentParser, required: bool = False) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", metavar="PATH", required=required, help="dataset file or folder (omit for synthetic data)")
-    g.add_argument("--format", default=None, choices=FORMATS, help="dataset format (default: movielens with --data, else synthetic)")
-    g.add_argument("--columns", metavar="USER,ITEM[,RATING[,TIME]]", help="column names for --format csv/parquet")
+    g.add_argument("--format", default=None, choices=FORMATS,
+                   help="dataset format (default: by extension for a .csv / .tsv / .parquet / .jsonl file, "
+                        "movielens for other --data, synthetic without --data)")
+    g.add_argument("--columns", metavar="USER,ITEM[,RATING[,TIME]]",
+                   help="column names of a csv / parquet / jsonl file (default user_id,item_id[,rating][,timestamp])")
     g.add_argument("--sep", default=",", help="field separator for --format csv (default ',')")
 
 
 def load_interactions(args: argparse.Namespace, path: str | None = None) -> Any:
     from turborec.data import load_dataset
+    from turborec.data.tables import table_format
     from turborec.errors import ConfigError
 
     data = path if path is not None else args.data
-    fmt = args.format or ("movielens" if data else "synthetic")
+    fmt = args.format
+    if fmt is None:
+        by_name = data is not None and os.path.isfile(data) and table_format(data) is not None
+        fmt = "table" if by_name else ("movielens" if data else "synthetic")
     if fmt in CTR_FORMATS:
         raise ConfigError(f"--format {fmt} is CTR data: use --task ctr")
     options: dict[str, Any] = {}
-    if fmt in ("csv", "parquet"):
-        if not args.columns:
-            raise ConfigError(f"--format {fmt} needs --columns USER,ITEM[,RATING[,TIME]]")
-        names = [c.strip() or None for c in args.columns.split(",")]
-        keys = ("user", "item", "rating", "timestamp")
-        options = {k: v for k, v in zip(keys, names) if v}
-        if fmt == "csv":
+    if fmt in (*TABLE_FORMATS, "table"):
+        if args.columns:
+            names = [c.strip() or None for c in args.columns.split(",")]
+            keys = ("user", "item", "rating", "timestamp")
+            options = {k: v for k, v in zip(keys, names) if v}
+            if fmt != "table":  # named columns must all exist
+                options = {"rating": None, "timestamp": None, **options}
+        elif fmt != "table":
+            fmt = "table"  # default columns, rating and timestamp when present
+        if fmt in ("csv", "table") and args.sep != ",":
             options["sep"] = args.sep
     return load_dataset(data, fmt, **options)

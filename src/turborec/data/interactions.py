@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from turborec.data.vocab import Vocabulary
 from turborec.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,6 +121,61 @@ class Interactions:
                 raise DataError("item index out of vocabulary range")
         if self.item_features is not None and self.item_features.n_items != len(self.items):
             raise DataError("item_features does not cover every item")
+
+    # ------------------------------------------------------------- DataFrames
+    @classmethod
+    def from_pandas(
+        cls,
+        df: pd.DataFrame,
+        user: str = "user_id",
+        item: str = "item_id",
+        rating: str | None = "rating",
+        timestamp: str | None = "timestamp",
+    ) -> Interactions:
+        """Events from a pandas DataFrame, one row per event.
+
+        ``rating`` and ``timestamp`` are read when the frame has those columns (None ignores
+        them); datetime timestamps become epoch seconds. Bad rows raise DataError naming the row.
+        """
+        from turborec.data.loaders import frame_to_interactions
+
+        return frame_to_interactions(df, user=user, item=item, rating=rating, timestamp=timestamp)
+
+    @classmethod
+    def from_polars(
+        cls,
+        df: Any,
+        user: str = "user_id",
+        item: str = "item_id",
+        rating: str | None = "rating",
+        timestamp: str | None = "timestamp",
+    ) -> Interactions:
+        """Events from a polars DataFrame (converted through pandas; same columns as :meth:`from_pandas`)."""
+        to_pandas = getattr(df, "to_pandas", None)
+        if to_pandas is None or type(df).__module__.split(".")[0] != "polars":
+            raise DataError(f"expected a polars DataFrame, got {type(df).__name__}")
+        return cls.from_pandas(to_pandas(), user=user, item=item, rating=rating, timestamp=timestamp)
+
+    @classmethod
+    def from_frame(cls, df: Any, **columns: str | None) -> Interactions:
+        """A pandas or polars DataFrame; ``columns`` as in :meth:`from_pandas`."""
+        if type(df).__module__.split(".")[0] == "polars":
+            return cls.from_polars(df, **columns)  # type: ignore[arg-type]
+        return cls.from_pandas(df, **columns)  # type: ignore[arg-type]
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per event with the external ids: user_id, item_id[, rating][, timestamp][, weight]."""
+        import pandas as pd
+
+        cols: dict[str, Any] = {
+            "user_id": self.users.decode(self.user),
+            "item_id": self.items.decode(self.item),
+        }
+        for name in ("rating", "timestamp", "weight"):
+            arr = getattr(self, name)
+            if arr is not None:
+                cols[name] = np.asarray(arr)
+        return pd.DataFrame(cols)
 
     # ------------------------------------------------------------------ shape
     def __len__(self) -> int:

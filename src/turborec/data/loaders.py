@@ -16,7 +16,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,12 +32,16 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "DEFAULT_COLUMNS",
     "LOADERS",
+    "frame_to_interactions",
     "load_csv",
     "load_dataset",
     "load_diginetica",
+    "load_jsonl",
     "load_movielens",
     "load_parquet",
+    "load_table",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -49,6 +53,9 @@ ML100K_GENRES = (
     "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
 )  # fmt: skip
 NO_GENRE = frozenset({"(no genres listed)", "unknown"})  # placeholders, not genres
+# column names a DataFrame or table file is read with unless told otherwise; rating and timestamp
+# are used when present (naming another column that is absent is an error)
+DEFAULT_COLUMNS = {"user": "user_id", "item": "item_id", "rating": "rating", "timestamp": "timestamp"}
 
 
 # ------------------------------------------------------------------ reading
@@ -408,6 +415,120 @@ def _from_table(table: _Table, *cols: Column, has_rating: bool, has_time: bool, 
     )
 
 
+def _optional(present: Sequence[Any], col: Column | None, default: str) -> Column | None:
+    """An optional column: used when present; the default name may be absent, any other name may not."""
+    if col is None:
+        return None
+    if isinstance(col, int) or col in present or col != default:
+        return col
+    return None
+
+
+def frame_to_interactions(
+    frame: pd.DataFrame,
+    *,
+    user: Column = DEFAULT_COLUMNS["user"],
+    item: Column = DEFAULT_COLUMNS["item"],
+    rating: Column | None = DEFAULT_COLUMNS["rating"],
+    timestamp: Column | None = DEFAULT_COLUMNS["timestamp"],
+    source: str = "DataFrame",
+) -> Interactions:
+    """A pandas DataFrame -> Interactions, validated like a file (errors name the row).
+
+    ``rating`` and ``timestamp`` are used when those columns exist (pass None to ignore them);
+    datetime timestamps become epoch seconds. Ids are kept as given.
+    """
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(f"expected a pandas DataFrame, got {type(frame).__name__}", source=source)
+    present = [str(c) for c in frame.columns]
+    rating = _optional(present, rating, DEFAULT_COLUMNS["rating"])
+    timestamp = _optional(present, timestamp, DEFAULT_COLUMNS["timestamp"])
+    wanted = [user, item] + [c for c in (rating, timestamp) if c is not None]
+    cols = [present[c] if isinstance(c, int) and 0 <= c < len(present) else c for c in wanted]
+    missing = [c for c in cols if c not in present]
+    if missing:
+        raise DataError(f"missing column(s) {missing}; the frame has {present}", source=source)
+    if frame.empty:
+        raise DataError("no rows", source=source)
+    data = frame.reset_index(drop=True)
+    data.columns = present
+    if timestamp is not None:
+        tcol = str(cols[-1])
+        if pd.api.types.is_datetime64_any_dtype(data[tcol]):
+            stamps = data[tcol]
+            if getattr(stamps.dt, "tz", None) is None:
+                stamps = stamps.dt.tz_localize("UTC")
+            seconds = (stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+            data = data.assign(**{tcol: seconds})
+    table = _Table(data, source, None)
+    return _from_table(table, *cols, has_rating=rating is not None, has_time=timestamp is not None, fmt="dataframe")
+
+
+def load_jsonl(
+    path: PathLike,
+    *,
+    user: Column = DEFAULT_COLUMNS["user"],
+    item: Column = DEFAULT_COLUMNS["item"],
+    rating: Column | None = DEFAULT_COLUMNS["rating"],
+    timestamp: Column | None = DEFAULT_COLUMNS["timestamp"],
+) -> Interactions:
+    """A JSON Lines file (one object per line) with a column mapping, as :func:`frame_to_interactions`."""
+    from turborec.data.tables import read_table
+
+    p = _existing_file(path)
+    frame = read_table(p) if p.suffix.lower() in (".jsonl", ".ndjson") else _read_jsonl(p)
+    x = frame_to_interactions(frame, user=user, item=item, rating=rating, timestamp=timestamp, source=str(p))
+    return replace(x, meta={"format": "jsonl", "source": str(p)})
+
+
+def _read_jsonl(p: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    try:
+        return pd.read_json(p, lines=True, dtype=False)
+    except ValueError as exc:
+        raise DataError(f"not JSON Lines ({str(exc).strip()})", source=str(p)) from None
+
+
+def load_table(
+    path: PathLike,
+    *,
+    user: Column = DEFAULT_COLUMNS["user"],
+    item: Column = DEFAULT_COLUMNS["item"],
+    rating: Column | None = DEFAULT_COLUMNS["rating"],
+    timestamp: Column | None = DEFAULT_COLUMNS["timestamp"],
+    sep: str | None = None,
+) -> Interactions:
+    """A CSV / TSV / Parquet / JSON Lines file chosen by its extension (other names: CSV).
+
+    Columns default to ``user_id,item_id[,rating][,timestamp]``; rating and timestamp are
+    used when the file has them.
+    """
+    from turborec.data.tables import table_format
+
+    p = _existing_file(path)
+    fmt = table_format(p) or "csv"
+    if fmt == "jsonl":
+        return load_jsonl(p, user=user, item=item, rating=rating, timestamp=timestamp)
+    if fmt == "parquet":
+        if not has_module("pyarrow"):
+            raise DependencyError("pyarrow", "parquet")
+        import pyarrow.parquet as pq
+
+        try:
+            present = list(pq.read_schema(p).names)
+        except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+            raise DataError(f"not a readable Parquet file ({exc})", source=str(p)) from None
+        return load_parquet(p, user=user, item=item, rating=_optional(present, rating, DEFAULT_COLUMNS["rating"]),
+                            timestamp=_optional(present, timestamp, DEFAULT_COLUMNS["timestamp"]))
+    delimiter = sep or ("\t" if fmt == "tsv" else ",")
+    present = _header(p, delimiter)
+    return load_csv(p, user=user, item=item, rating=_optional(present, rating, DEFAULT_COLUMNS["rating"]),
+                    timestamp=_optional(present, timestamp, DEFAULT_COLUMNS["timestamp"]), sep=delimiter)
+
+
 # --------------------------------------------------------------- Diginetica
 def load_diginetica(path: PathLike) -> Interactions:
     """DIGINETICA ``train-item-views``: ``session_id;user_id;item_id;timeframe;eventdate``.
@@ -466,6 +587,8 @@ LOADERS: dict[str, Callable[..., Interactions]] = {
     "movielens": load_movielens,
     "csv": load_csv,
     "parquet": load_parquet,
+    "jsonl": load_jsonl,
+    "table": load_table,
     "diginetica": load_diginetica,
     "synthetic": _load_synthetic,
 }

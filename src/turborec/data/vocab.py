@@ -139,6 +139,13 @@ class Vocabulary:
         return cls._from_unique(tuple(range(n)), name=name)
 
 
+def unknown_summary(name: str, ids: Sequence[Any], limit: int = 10) -> str:
+    """'3 unknown user id(s): 7, 9, 11' naming at most ``limit`` of them."""
+    shown = ", ".join(str(v) for v in list(ids)[:limit])
+    more = f", ... ({len(ids) - limit} more)" if len(ids) > limit else ""
+    return f"{len(ids):,} unknown {name} id(s): {shown}{more}"
+
+
 _VECTOR_MIN = 256  # below this many ids a dict lookup per id beats building arrays
 
 

@@ -28,7 +28,7 @@ from turborec.models.rankers import RankerNet, build_ranker
 from turborec.train._features import blend, cooc_features, cooccurrence, neighbour_table
 from turborec.train.ctr import CTRTrainConfig, fit_ranker
 from turborec.train.history import pad_lists
-from turborec.train.recommender import LoadHooks, Recommender, load
+from turborec.train.recommender import DEFAULT_UNKNOWN, LoadHooks, Recommender, fill_unknown, known_rows, load
 from turborec.train.validate import check_csr, check_declared_sizes, check_length
 
 DENSE_FEATURES = (
@@ -280,21 +280,32 @@ class TwoStagePipeline:
         return blend(cand_scores, logits, self.ranker_weight)
 
     def recommend(self, user_ids: Sequence[Any] | Any, N: int = 10, filter_already_liked_items: bool = True,
-                  n_candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-N external ids and ranker scores for external user ids (one id or a batch)."""
+                  n_candidates: int | None = None, *, unknown: str = DEFAULT_UNKNOWN,
+                  exclude: Sequence[Sequence[Any]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-N external ids and ranker scores for external user ids (one id or a batch).
+
+        ``unknown`` and ``exclude`` as in :meth:`Recommender.recommend` (unknown users get the most
+        popular training items under the default rule).
+        """
         r = self.retriever
         assert r.users is not None and r.items is not None and r.histories is not None
         if N <= 0:
             raise ConfigError(f"N must be a positive integer, got {N}")
         single = np.isscalar(user_ids) or isinstance(user_ids, str)
+        ids = [user_ids] if single else list(user_ids)  # type: ignore[arg-type]
+        idx, rows_ex = known_rows(r.users, r.items, ids, unknown, exclude, np.zeros(0, dtype=np.int64))
+        histories = r.histories
+
+        def known(users: np.ndarray, ex: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+            seen = [np.union1d(histories.of(int(u)), e) for u, e in zip(users, ex)] if filter_already_liked_items else ex
+            items, scores = self.rank(users, r.user_histories(users), seen, n_candidates)
+            return items[:, :N], scores[:, :N]
+
+        top, sc = fill_unknown(idx, rows_ex, known, r.popular_items, N)
+        out = r.items.decode(top)
         if single:
-            ids, sc = self.recommend([user_ids], N, filter_already_liked_items, n_candidates)
-            return ids[0], sc[0]
-        idx = r.users.encode(list(user_ids))
-        hist = r.user_histories(idx)
-        exclude = [r.histories.of(int(u)) for u in idx] if filter_already_liked_items else [np.zeros(0, np.int64)] * len(idx)
-        items, scores = self.rank(idx, hist, exclude, n_candidates)
-        return r.items.decode(items[:, :N]), scores[:, :N]
+            return (out.reshape(-1)[:0], sc.reshape(-1)[:0]) if len(idx) == 0 else (out[0], sc[0])
+        return out, sc
 
     def recommend_for_history(self, histories: Sequence[Sequence[Any]], N: int = 10) -> tuple[np.ndarray, np.ndarray]:
         r = self.retriever

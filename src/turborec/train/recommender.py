@@ -8,6 +8,7 @@ Subclasses only say how to build and fit their network.
 from __future__ import annotations
 
 import abc
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -18,8 +19,16 @@ import torch
 
 from turborec._util.artifact import WEIGHTS, Artifact, load_artifact, save_artifact
 from turborec.data.interactions import Interactions, ItemFeatures
-from turborec.data.vocab import Vocabulary
-from turborec.errors import ArtifactError, ConfigError, DataError, NotFittedError, TurborecError
+from turborec.data.vocab import Vocabulary, unknown_summary
+from turborec.errors import (
+    ArtifactError,
+    ConfigError,
+    DataError,
+    NotFittedError,
+    TurborecError,
+    UnknownIdError,
+    UnknownIdWarning,
+)
 from turborec.metrics.ranking import RankingReport, evaluate_ranking, top_k_from_scores
 from turborec.models.base import NetConfig, RetrievalNet, load_unique_state, unique_state
 from turborec.train.history import Histories, pad_lists
@@ -27,6 +36,84 @@ from turborec.train.trainer import TrainConfig, resolve_device, seed_everything
 from turborec.train.validate import check_declared_dims, check_histories, check_state_shapes
 
 R = TypeVar("R", bound="Recommender")
+# What recommend() does with user ids the model never saw, the same in Python, the CLI and HTTP:
+# "popular" serves the most popular training items, "skip" leaves those users out, "error" raises.
+UNKNOWN_RULES = ("popular", "skip", "error")
+DEFAULT_UNKNOWN = "popular"
+
+
+def resolve_ids(vocab: Vocabulary, ids: Sequence[Any], unknown: str, what: str = "user") -> np.ndarray:
+    """Indices of ``ids`` (-1 where unknown) after applying the cold-start rule ``unknown``.
+
+    "error" raises UnknownIdError naming up to ten of them; "popular" and "skip" warn with
+    UnknownIdWarning (how many, up to ten named).
+    """
+    if unknown not in UNKNOWN_RULES:
+        raise ConfigError(f"unknown={unknown!r}: expected one of {', '.join(UNKNOWN_RULES)}")
+    idx = vocab.encode(ids, unknown="minus1")
+    missing = np.flatnonzero(idx < 0)
+    if len(missing):
+        names = [ids[int(j)] for j in missing]
+        summary = unknown_summary(what, names)
+        if unknown == "error":
+            raise UnknownIdError(summary)
+        action = "served the most popular items" if unknown == "popular" else "left out"
+        warnings.warn(f"{summary}: {action} (unknown={unknown!r})", UnknownIdWarning, stacklevel=3)
+    return idx
+
+
+def known_rows(
+    users: Vocabulary, items: Vocabulary, ids: Sequence[Any], unknown: str,
+    exclude: Sequence[Sequence[Any]] | None, block: np.ndarray,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """User indices after the cold-start rule (rows of skipped users dropped) and each row's excluded item indices."""
+    if exclude is not None and len(exclude) != len(ids):
+        raise ConfigError(f"exclude has {len(exclude)} rows for {len(ids)} users")
+    idx = resolve_ids(users, ids, unknown)
+    rows = []
+    for r in range(len(ids)):
+        extra = items.encode(list(exclude[r]), unknown="minus1") if exclude is not None and len(exclude[r]) else None
+        rows.append(block if extra is None else np.union1d(block, extra[extra >= 0]))
+    if unknown == "skip":
+        keep = np.flatnonzero(idx >= 0)
+        return idx[keep], [rows[int(k)] for k in keep]
+    return idx, rows
+
+
+def fill_unknown(
+    idx: np.ndarray, rows_ex: list[np.ndarray],
+    known: Callable[[np.ndarray, list[np.ndarray]], tuple[np.ndarray, np.ndarray]],
+    popular: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]], N: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(item indices, scores) per row: ``known`` for known users, ``popular`` for the rest (-1 rows)."""
+    is_known = idx >= 0
+    if is_known.all():
+        return known(idx, rows_ex)
+    width = None
+    parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    if is_known.any():
+        sel = np.flatnonzero(is_known)
+        top, sc = known(idx[sel], [rows_ex[int(r)] for r in sel])
+        width = top.shape[1]
+        parts.update({int(r): (top[j], sc[j]) for j, r in enumerate(sel)})
+    for r in np.flatnonzero(~is_known).tolist():
+        parts[r] = popular(N, rows_ex[r])
+    width = min(len(v[0]) for v in parts.values()) if width is None else width
+    top = np.stack([parts[r][0][:width] for r in range(len(idx))])
+    sc = np.stack([parts[r][1][:width] for r in range(len(idx))]).astype(np.float32)
+    return top, sc
+
+
+def as_interactions(data: Any, columns: Mapping[str, str | None] | None = None) -> Interactions:
+    """``data`` itself when it is Interactions; a pandas or polars DataFrame read with ``columns``."""
+    if isinstance(data, Interactions):
+        if columns:
+            raise ConfigError("columns= only applies to DataFrame input")
+        return data
+    module = type(data).__module__.split(".")[0]
+    if module in ("pandas", "polars"):
+        return Interactions.from_frame(data, **dict(columns or {}))
+    raise DataError(f"expected Interactions or a pandas / polars DataFrame, got {type(data).__name__}")
 _ESTIMATORS: dict[str, type[Recommender]] = {}
 
 
@@ -124,13 +211,23 @@ class Recommender(abc.ABC):
         self.transforms: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ fitting
-    def fit(self: R, train: Interactions, valid: Interactions | None = None, *, warm_start: bool = False) -> R:
+    def fit(self: R, train: Interactions | Any, valid: Interactions | Any | None = None, *, warm_start: bool = False,
+            columns: Mapping[str, str | None] | None = None) -> R:
         """Fit on ``train``; ``valid`` (same vocabularies) drives early stopping where the model trains.
+
+        ``train`` and ``valid`` may be pandas or polars DataFrames with one row per event; their
+        columns default to user_id, item_id, rating, timestamp (rating and timestamp optional) and
+        ``columns`` renames them, e.g. ``columns={"user": "uid", "item": "sku"}``. A DataFrame
+        ``valid`` is mapped onto ``train``'s ids (events of unseen users or items are dropped).
 
         ``warm_start=True`` continues training the current network (fine-tuning after compression)
         instead of building a new one; ``train`` must use the vocabularies it was fitted with.
         """
         import time
+
+        train = as_interactions(train, columns)
+        if valid is not None and not isinstance(valid, Interactions):
+            valid = as_interactions(valid, columns).with_vocabularies(train.users, train.items)
 
         if len(train) == 0:
             raise DataError("cannot fit on an empty set of interactions")
@@ -255,27 +352,49 @@ class Recommender(abc.ABC):
         N: int = 10,
         filter_already_liked_items: bool = True,
         filter_items: Sequence[Any] | None = None,
+        *,
+        unknown: str = DEFAULT_UNKNOWN,
+        exclude: Sequence[Sequence[Any]] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-N external item ids and scores for external user ids (one id or a batch).
 
-        Items scoring ``-inf`` (filtered) only appear when fewer than N remain.
+        ``filter_items`` are left out for every user, ``exclude[r]`` (external item ids) for row r
+        only (e.g. a validation split). Items scoring ``-inf`` (filtered) only appear when fewer
+        than N remain. Users the model never saw follow ``unknown``: "popular" (default) gives
+        them the most popular training items, scored by their share of training events; "skip"
+        leaves their rows out (a single unknown id returns empty arrays); "error" raises
+        UnknownIdError. The first two warn (UnknownIdWarning) with how many were unknown,
+        naming up to ten.
         """
         self._require()
         assert self.users is not None and self.items is not None
         single = np.isscalar(user_ids) or isinstance(user_ids, str)
         ids = [user_ids] if single else list(user_ids)  # type: ignore[arg-type]
-        idx = self.users.encode(ids)
-        scores = self.score_users(idx)
-        blocked = None
+        block = np.zeros(0, dtype=np.int64)
         if filter_items is not None:
             block = self.items.encode(list(filter_items), unknown="minus1")
             block = block[block >= 0]
-            blocked = [block] * len(idx)
-        top, sc = self._topk(scores, idx if filter_already_liked_items else None, N, blocked)
+        idx, rows_ex = known_rows(self.users, self.items, ids, unknown, exclude, block)
+
+        def known(users: np.ndarray, ex: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+            return self._topk(self.score_users(users), users if filter_already_liked_items else None, N, ex)
+
+        top, sc = fill_unknown(idx, rows_ex, known, self.popular_items, N)
         out_ids = self.items.decode(top)
         if single:
+            if len(idx) == 0:
+                return out_ids.reshape(-1)[:0], sc.reshape(-1)[:0]
             return out_ids[0], sc[0]
         return out_ids, sc
+
+    def popular_items(self, N: int, block: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of the N most popular training items (minus ``block``) and their share of training events."""
+        assert self.histories is not None and self.items is not None
+        counts = np.bincount(self.histories.items, minlength=len(self.items)).astype(np.float32)
+        share = counts / max(float(counts.sum()), 1.0)
+        empty = np.zeros(0, dtype=np.int64)
+        top, sc = self._topk(share[None, :].copy(), None, N, [empty if block is None else block])
+        return top[0], sc[0]
 
     def recommend_for_history(
         self, histories: Sequence[Sequence[Any]], N: int = 10, filter_history: bool = True
