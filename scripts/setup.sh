@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv with turborec and its tested dependency versions (constraints.txt).
-# Usage: bash scripts/setup.sh [--system] [EXTRAS]   (default extras: all)
+# Usage: bash scripts/setup.sh [--system] [EXTRAS]   (default extras: all,dev = every runtime extra + test and lint tools)
 #   --system  also install what the tests use outside Python, on a Debian/Ubuntu machine: redis-server and
 #             chromium with apt (as root, or through sudo), and the browser test's npm packages (npm ci in web/).
 #             Without it the Redis store tests and the in-browser edge test are skipped (they say why).
@@ -11,7 +11,7 @@ if [ "${1:-}" = "--system" ]; then
   system=1
   shift
 fi
-extras="${1:-all}"
+extras="${1:-all,dev}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 if [ "$system" = 1 ]; then

@@ -54,6 +54,13 @@ def _fsync_tree(root: Path) -> None:
         os.close(fd)
 
 
+def _uniform_modes(root: Path) -> None:
+    """Every file 0644 and folder 0755: temp files and folders are created 0600/0700, writers differ."""
+    os.chmod(root, 0o755)
+    for p in root.rglob("*"):
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+
+
 def _save_tensors(path: Path, tensors: Mapping[str, Any]) -> None:
     import numpy as np
 
@@ -139,6 +146,7 @@ def save_artifact(
             "files": files,
         }
         write_json(tmp / MANIFEST, manifest)
+        _uniform_modes(tmp)
         _fsync_tree(tmp)
         old: Path | None = None
         if dest.exists():

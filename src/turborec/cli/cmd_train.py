@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from turborec.cli.common import load_interactions
     from turborec.cli.report import print_table
     from turborec.data import apply_protocol
+    from turborec.data.loaders import data_provenance
     from turborec.train.options import make_estimator
 
     typed = {"seed": args.seed, "device": args.device, "progress": not args.quiet}
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         typed["epochs"] = args.epochs
     model = make_estimator(args.model, dict(args.param), **typed)  # validates options before loading data
     data = load_interactions(args)
-    metrics: dict[str, object] = {"data": args.data or "synthetic", "model": args.model}
+    metrics: dict[str, object] = {"data": data_provenance(data), "model": args.model}
     if args.task == "pipeline" and args.split == "none":
         from turborec.errors import ConfigError
 

@@ -1,11 +1,13 @@
 """Search compression, backend, index and micro-batching for the best model that meets a p99 budget.
 
   turborec tune --data ../shared/data/ml-latest-small --slo-p99-ms 5 --rate 500 --out runs/tune
-  turborec tune --data runs/tt --slo-p99-ms 2 --rate 500 --min-accuracy 0.97x --out runs/tune-2ms
+  turborec tune --data ../shared/data/ml-latest-small --model runs/tt --slo-p99-ms 2 --rate 500 \
+      --min-accuracy 0.97x --out runs/tune-2ms
 
---data is a dataset (a two-tower reference model is trained on its --protocol split first) or a
-saved retrieval artifact (its recorded training data and split are reused; or give the dataset in
---data and the artifact in --model). Every candidate gets NDCG@10 on the validation split and
+--data is a dataset (a two-tower reference model is trained on its --protocol split first); with
+--model, that saved retrieval artifact is the reference instead (its recorded protocol and seed
+are reused; artifacts record their data by file name, size and sha256, not by path, so the
+dataset is given in --data). Every candidate gets NDCG@10 on the validation split and
 its latency from a recorded request mix (real users and their histories) replayed open-loop at
 --rate through the service; the best are confirmed over HTTP against a server on 127.0.0.1.
 
@@ -13,7 +15,7 @@ its latency from a recorded request mix (real users and their histories) replaye
 --objective latency minimises p99 at that floor instead of maximising accuracy within the SLO.
 Writes --out/report.md, points.json, the Pareto plots (PNG), and the chosen configuration as an
 artifact in --out/model (settings in its manifest's config.serving), and a reference model it
-trained in --out/reference (start another run from it: --data OUT/reference). Exit status 3 when no
+trained in --out/reference (start another run from it: --data DATASET --model OUT/reference). Exit status 3 when no
 configuration meets the constraints (the closest ones are printed), 2 for invalid options.
 """
 
@@ -84,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(1)
+    from turborec.data.loaders import data_provenance
     from turborec.tune.report import summary
     from turborec.tune.run import check_memory_cap, fit_reference, run_tune, space_for
 
@@ -105,9 +108,9 @@ def run(args: argparse.Namespace) -> int:
         if history is not None and history.seconds >= cap:
             print(f"warning: the reference stopped at the {cap:.0f} s cap before early stopping, so it is weaker "
                   "than `turborec train` makes; train one there and pass it with --model", flush=True)
-        # kept so a later run (another SLO) can start from it: turborec tune --data OUT/reference ...
-        saved = reference.save(out / "reference", metrics={"data": args.data, "protocol": args.protocol,
-                                                            "seed": args.seed})
+        # kept so a later run (another SLO) can start from it: turborec tune --data DATA --model OUT/reference
+        saved = reference.save(out / "reference", metrics={"data": data_provenance(split.train),
+                                                            "protocol": args.protocol, "seed": args.seed})
         print(f"reference model saved to {saved}", flush=True)
     space = space_for(reference, backends=backends, student_dims=students)
     result = run_tune(reference, split, options, out, space=space, budget=budget, progress=not args.quiet,

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_COLUMNS",
     "LOADERS",
+    "data_provenance",
     "frame_to_interactions",
     "load_csv",
     "load_dataset",
@@ -566,6 +567,28 @@ def load_diginetica(path: PathLike) -> Interactions:
         user_name="session",
         meta={"format": "diginetica", "source": str(p), "user_field": "session_id"},
     )
+
+
+# --------------------------------------------------------------- provenance
+def data_provenance(data: Interactions) -> dict[str, Any]:
+    """What a model was trained on, without any path: the format and each file read (name, bytes, sha256).
+
+    A path recorded in an artifact is relative to wherever training ran (or names a private
+    folder); the name, size and hash identify the data anywhere. Synthetic data records its config.
+    """
+    from turborec._util.artifact import sha256_file
+
+    files = [data.meta[k] for k in ("source", "movies") if isinstance(data.meta.get(k), str)]
+    described = [
+        {"file": Path(f).name, "bytes": Path(f).stat().st_size, "sha256": sha256_file(Path(f))}
+        for f in files
+        if Path(f).is_file()
+    ]
+    if data.meta.get("format") == "synthetic":
+        return {"format": "synthetic", "config": data.meta.get("config")}
+    if not described:
+        return {"format": str(data.meta.get("format", "unknown"))}
+    return {"format": str(data.meta.get("format", "")), "files": described}
 
 
 # ----------------------------------------------------------------- registry
