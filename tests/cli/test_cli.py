@@ -79,8 +79,8 @@ def test_train_evaluate_recommend_on_movielens(ml_small_dir: Path, tmp_path: Pat
     batch = run_cli("recommend", str(out), "--users", str(users), "-k", "7", "--out", str(rec_file))
     assert batch.returncode == 0, batch.stderr
     rows = list(csv.DictReader(rec_file.open()))
-    assert len(rows) == 14 and {r["user"] for r in rows} == {"1", "2"}
-    assert "skipped 1 unknown" in batch.stderr
+    assert len(rows) == 21 and [r["user"] for r in rows[::7]] == ["1", "2", "999999"]
+    assert "1 unknown user id(s): 999999: served the most popular items" in batch.stderr
 
 
 def test_split_none_and_own_train_test_files(tmp_path: Path) -> None:

@@ -246,7 +246,7 @@ def test_load_parquet_round_trip(tmp_path: Path) -> None:
 def test_load_dataset_registry(tmp_path: Path, ml_small_dir: Path) -> None:
     assert len(load_dataset(ml_small_dir, "movielens")) == 100_836
     with pytest.raises(
-        ConfigError, match="unknown dataset format 'movielen'; known formats: csv, diginetica, movielens"
+        ConfigError, match="unknown dataset format 'movielen'; known formats: csv, diginetica, jsonl, movielens"
     ):
         load_dataset(ml_small_dir, "movielen")
     with pytest.raises(ConfigError, match="'csv'"):

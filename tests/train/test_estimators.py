@@ -120,7 +120,7 @@ def test_user_errors_are_clear(small_split) -> None:  # type: ignore[no-untyped-
         make_estimator("two-tower", {"dim": "sixty"})
     model = PopularityRecommender().fit(small_split.train)
     with pytest.raises(UnknownIdError):
-        model.recommend(["no-such-user"])
+        model.recommend(["no-such-user"], unknown="error")
     with pytest.raises(ConfigError):
         model.recommend([small_split.train.users.ids[0]], N=0)
 
