@@ -124,8 +124,10 @@ def requests_for(path: str, users: range | None, k: int, body: str | None) -> tu
     return tuple(RequestTemplate("POST", path, json.dumps({"user": str(u), "k": k}).encode()) for u in users)
 
 
-def plot_latency(result: LoadResult, path: Path, title: str, window_s: float = 0.25) -> Path:
-    """Latency over time: every answered request, the p99 per window, and the 503 share."""
+def plot_latency(result: LoadResult, path: Path, title: str, window_s: float = 0.25,
+                 slo_ms: float | None = None) -> Path:
+    """Latency over time: every answered request, the p99 per window, the SLO as a line, each shed (503)
+    request as a red tick at the top at the time it was sent, and the 503 share per window below."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -144,6 +146,12 @@ def plot_latency(result: LoadResult, path: Path, title: str, window_s: float = 0
             p99.append(float(np.percentile(lat, 99)) * 1000 if len(lat) else math.nan)
             shed.append(100.0 * float((result.status[sel] == 503).mean()))
     ax.plot(mids, p99, color="black", label=f"p99 per {window_s * 1000:.0f} ms")
+    if slo_ms is not None:
+        ax.axhline(slo_ms, color="tab:red", ls="--", lw=1.2, label=f"SLO p99 {slo_ms:g} ms")
+    shed_at = result.scheduled[result.status == 503]
+    if len(shed_at):
+        ax.plot(shed_at, np.full(len(shed_at), 0.97), "|", color="tab:red", ms=8, alpha=0.5,
+                transform=ax.get_xaxis_transform(), label=f"shed (503): {len(shed_at):,}")
     ax.set_yscale("log")
     ax.set_ylabel("latency (ms)")
     ax.set_title(title)

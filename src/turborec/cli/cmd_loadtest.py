@@ -53,6 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-calibrate", action="store_true", help="skip the generator's own capacity check")
     p.add_argument("--out", default=None, metavar="PREFIX", help="write PREFIX.json and PREFIX.png")
+    p.add_argument("--slo-p99-ms", type=_positive_float, default=None, metavar="MS",
+                   help="the service's p99 budget: drawn as a line in the PNG, and the summary says if p99 met it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"sent {s.sent:,}  ok {s.ok:,}  503 {s.shed:,}  errors {s.errors:,}  achieved {s.achieved_rate:,.0f} req/s")
     print(f"latency ms  p50 {s.p50_ms:.2f}  p90 {s.p90_ms:.2f}  p99 {s.p99_ms:.2f}  p99.9 {s.p999_ms:.2f}  "
           f"max {s.max_ms:.2f}  (generator lag p99 {s.send_lag_p99_ms:.2f})")
+    if args.slo_p99_ms is not None:
+        verdict = "met" if s.p99_ms <= args.slo_p99_ms else "MISSED"
+        print(f"SLO p99 {args.slo_p99_ms:g} ms: {verdict} (p99 of answered requests {s.p99_ms:.2f} ms)")
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -104,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         tmp = out.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(report))
         tmp.replace(out.with_suffix(".json"))
-        plot_latency(result, out.with_suffix(".png"), f"{args.pattern}, {args.rate:,.0f} req/s offered")
+        plot_latency(result, out.with_suffix(".png"), f"{args.pattern}, {args.rate:,.0f} req/s offered",
+                     slo_ms=args.slo_p99_ms)
         print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
     return 0 if s.ok else 1

@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from turborec.errors import TurborecError, UnknownIdError
+from turborec.serving.docs import add_offline_docs
 from turborec.serving.events import EventsBacklogged
 from turborec.serving.metrics import CONTENT_TYPE
 from turborec.serving.routes import (
@@ -220,10 +221,12 @@ def create_app(service: RecommendService, *, fast_path: bool = True) -> ASGIApp:
             await service.stop()
 
     app = FastAPI(
-        title="turborec", version=service.model.version, lifespan=lifespan,
-        description="Real-time recommendations within a p99 latency budget. Unknown user ids are served as "
+        title="turborec", version=service.model.version, lifespan=lifespan, docs_url=None, redoc_url=None,
+        description="Real-time recommendations within a p99 latency budget. Unknown user ids follow turborec's "
+        "cold-start rule unknown=\"popular\" (as in Python and the CLI): never refused, they are served as "
         "anonymous users from their live history (events) and recent_items; no endpoint answers 404 for a user.",
     )
+    add_offline_docs(app)  # /docs and /redoc from packaged assets, no CDN
     errors: dict[int | str, dict[str, Any]] = {
         413: {"model": ErrorResponse, "description": "body too large"},
         503: {"model": ErrorResponse, "description": "overloaded: retry after the Retry-After header"},

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1.0)
@@ -56,6 +56,8 @@ class ServiceMetrics:
         self.model_info = Gauge("turborec_model_info", "The model being served (value 1; workers: one series each)",
                                 ["version"], registry=r, multiprocess_mode="liveall")
         self._version: str | None = None
+        # process_cpu_seconds_total, process_resident_memory_bytes, ... (read from /proc: Linux only)
+        ProcessCollector(registry=r)
 
     def render(self) -> bytes:
         if self.multiprocess_dir is None:
@@ -64,6 +66,7 @@ class ServiceMetrics:
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, str(self.multiprocess_dir))
+        ProcessCollector(registry=registry)  # the worker that answers this scrape (workers share a port)
         return generate_latest(registry)
 
     def set_model(self, version: str) -> None:

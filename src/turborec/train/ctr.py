@@ -28,6 +28,7 @@ from torch import nn
 from turborec._util.artifact import load_artifact, save_artifact
 from turborec._util.progress import bar as progress_bar
 from turborec._util.progress import log_line
+from turborec._util.smoke import smoke_seconds
 from turborec.data.ctr import CTRData, CTREncoder, RawCTR
 from turborec.errors import ArtifactError, ConfigError, DataError, TurborecError
 from turborec.metrics.ctr import ctr_metrics
@@ -196,6 +197,7 @@ class CTRTrainer:
             stale = 0 if (better_auc or better_ll) else stale + 1
             return stale > cfg.patience
 
+        smoke = smoke_seconds()  # TURBOREC_SMOKE caps training (docs smoke test)
         for epoch in range(cfg.epochs):
             model.train()
             bar = progress_bar(cfg.progress, total=steps_per_epoch, desc=f"epoch {epoch + 1}", leave=False)
@@ -215,6 +217,9 @@ class CTRTrainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{running:.4f}")
                 if valid is not None and step % eval_every == 0 and validate(epoch, running):
+                    stop = True
+                    break
+                if smoke is not None and time.perf_counter() - started > smoke:
                     stop = True
                     break
             bar.close()

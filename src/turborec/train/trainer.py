@@ -16,6 +16,7 @@ from torch import nn
 
 from turborec._util.progress import bar as progress_bar
 from turborec._util.progress import describe, log_line
+from turborec._util.smoke import capped
 from turborec.errors import ConfigError
 
 
@@ -176,8 +177,10 @@ def fit_loop(
     start = time.perf_counter() - state.seconds
     cpu_start = time.process_time()
 
+    max_seconds = capped(config.max_seconds)  # TURBOREC_SMOKE lowers it (docs smoke test)
+
     def over_time() -> bool:
-        return config.max_seconds is not None and time.perf_counter() - start > config.max_seconds
+        return max_seconds is not None and time.perf_counter() - start > max_seconds
 
     bar = progress_bar(config.progress, iterable=range(state.epoch + 1, config.epochs), desc=desc, leave=False)
     out_of_time = False
@@ -187,7 +190,7 @@ def fit_loop(
         epoch_start = time.perf_counter()
         for batch in batches(epoch):
             # every process stops at the same batch (agree: rank 0's clock); a collective only with a cap
-            if count and config.max_seconds is not None and par.agree(over_time()):
+            if count and max_seconds is not None and par.agree(over_time()):
                 out_of_time = True
                 break
             opt.zero_grad(set_to_none=True)

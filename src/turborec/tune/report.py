@@ -142,48 +142,68 @@ def markdown(result: TuneResult, images: list[str]) -> str:
 
 
 def plot_fronts(result: TuneResult, out: Path) -> list[Path]:
+    chosen = result.chosen.key if result.chosen else None
+    return plot_points(result.points(), result.constraints, chosen, result.options.rate, out)
+
+
+def plot_points(points: list[OperatingPoint], c: Constraints, chosen: str | None, rate: float,
+                out: Path) -> list[Path]:
+    """Accuracy against p99 (log axis, the SLO as a line) and against memory: every point numbered,
+    the numbers keyed to configurations under the axes, the Pareto front stepped, the chosen plan ringed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = result.points()
-    c = result.constraints
-    chosen = result.chosen.key if result.chosen else None
+    finite_p99 = [p for p in points if math.isfinite(p.p99_ms)]
+    ordered = sorted(points, key=lambda p: (-p.accuracy, p.p99_ms))  # 1 = most accurate
+    number = {id(p): i for i, p in enumerate(ordered, 1)}
+    key_lines = [f"{number[id(p)]:>2}  {p.key}" + ("   <- chosen" if p.key == chosen else "") for p in ordered]
     paths = []
-    for attr, objectives, name, label, limit in (
-        ("p99_ms", ACCURACY_VS_P99, P99_PLOT, "p99 latency (ms)", c.slo_p99_ms),
-        ("memory_mb", ACCURACY_VS_MEMORY, MEMORY_PLOT, "memory (MB, weights + index)", c.memory_mb),
+    for attr, objectives, name, label, limit, limit_label, unit in (
+        ("p99_ms", ACCURACY_VS_P99, P99_PLOT, "p99 latency (ms, log scale)", c.slo_p99_ms, "SLO p99", "ms"),
+        ("memory_mb", ACCURACY_VS_MEMORY, MEMORY_PLOT, "memory (MB, weights + index)", c.memory_mb, "memory cap", "MB"),
     ):
-        fig, ax = plt.subplots(figsize=(7.5, 4.8))
+        rows = (len(key_lines) + 1) // 2
+        height = 4.8 + 0.13 * rows + 0.3
+        key_h = (0.13 * rows + 0.3) / height  # share of the figure under the axes for the numbered key
+        fig = plt.figure(figsize=(10.0, height))
+        ax = fig.add_axes((0.1, key_h + 0.1 * 4.8 / height, 0.6, 0.8 * 4.8 / height))
         finite = [p for p in points if math.isfinite(p.value(attr))]
         stages = sorted({str(p.config.get("stage", "")) for p in finite})
         for stage in stages:
             sel = [p for p in finite if p.config.get("stage") == stage]
-            ax.scatter([p.value(attr) for p in sel], [p.accuracy for p in sel], s=28, alpha=0.8, label=stage)
+            ax.scatter([p.value(attr) for p in sel], [p.accuracy for p in sel], s=30, alpha=0.85, label=stage,
+                       zorder=3)
         lost = [p for p in points if not math.isfinite(p.value(attr))]
+        edge = 2.0 * max([p.value(attr) for p in finite] + [limit or 1.0])
         if lost:  # shed / lost requests: drawn at the right edge, not dropped
-            edge = 2.0 * max([p.value(attr) for p in finite] + [limit or 1.0])
-            ax.scatter([edge] * len(lost), [p.accuracy for p in lost], marker="x", color="gray",
-                       label=f"p99 inf (shed/lost), drawn at {edge:.3g}")
+            ax.scatter([edge] * len(lost), [p.accuracy for p in lost], marker="x", color="gray", zorder=3,
+                       label=f"p99 inf (>1% shed/lost), drawn at {edge:.3g}")
+        for p in points:
+            x = p.value(attr) if math.isfinite(p.value(attr)) else edge
+            ax.annotate(str(number[id(p)]), (x, p.accuracy), xytext=(4, 3), textcoords="offset points", fontsize=7)
         front = pareto_front(finite, objectives)
         ax.step([p.value(attr) for p in front], [p.accuracy for p in front], where="post", color="black", lw=1,
-                label="Pareto front")
+                label="Pareto front", zorder=2)
         for p in finite:
             if p.key == chosen:
-                ax.scatter([p.value(attr)], [p.accuracy], s=160, facecolors="none", edgecolors="red", lw=2,
-                           label="chosen")
+                ax.scatter([p.value(attr)], [p.accuracy], s=200, facecolors="none", edgecolors="red", lw=2,
+                           label=f"chosen ({number[id(p)]})", zorder=4)
         if limit is not None:
-            ax.axvline(limit, color="tab:red", ls="--", lw=1, label=f"limit {limit:g}")
+            ax.axvline(limit, color="tab:red", ls="--", lw=1.2, label=f"{limit_label} {limit:g} {unit}")
         if c.min_accuracy is not None:
-            ax.axhline(c.min_accuracy, color="tab:green", ls=":", lw=1, label=f"floor {c.min_accuracy:.3f}")
-        if attr == "p99_ms" and finite and max(p.p99_ms for p in finite) > 20 * min(p.p99_ms for p in finite):
-            ax.set_xscale("log")
+            ax.axhline(c.min_accuracy, color="tab:green", ls=":", lw=1, label=f"accuracy floor {c.min_accuracy:.3f}")
+        if attr == "p99_ms" and (finite_p99 or limit):
+            ax.set_xscale("log")  # outliers (a 200 ms point) no longer squash every candidate into one column
         ax.set_xlabel(label)
         ax.set_ylabel("NDCG@10 (validation)")
-        ax.set_title(f"turborec tune: accuracy vs {label.split(' (')[0]} at {result.options.rate:g} req/s")
-        ax.legend(fontsize=7, loc="lower right")
-        fig.tight_layout()
+        ax.set_title(f"turborec tune: accuracy vs {label.split(' (')[0]} at {rate:g} req/s", fontsize=10)
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        half = (len(key_lines) + 1) // 2
+        for col, chunk in enumerate((key_lines[:half], key_lines[half:])):
+            fig.text(0.01 + 0.5 * col, key_h - 0.01, "\n".join(chunk), fontsize=6.5, family="monospace", va="top")
         fig.savefig(out / name, dpi=110)
         plt.close(fig)
         paths.append(out / name)
