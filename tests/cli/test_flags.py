@@ -44,3 +44,4 @@ def test_old_alias_still_validates(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "runs/x", "--max-batch", "0"])
     assert "positive integer" in capsys.readouterr().err
+
