@@ -205,6 +205,7 @@ def test_page_runs(page: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # quickstart, pipeline, CTR, compress, serve + a 30 s load test, a 5-minute tune
 @pytest.mark.parametrize("page", PAGE_IDS)
 def test_page_runs_with_slow_blocks(page: str, tmp_path: Path) -> None:
     ran = run_page(REPO / page, tmp_path, slow=True)

@@ -180,7 +180,9 @@ def test_ops_endpoints_and_metrics(model: NetServingModel) -> None:
         assert "turborec_batch_size_count" in text and "turborec_queue_depth" in text and "turborec_tier 0.0" in text
         assert f'turborec_model_info{{version="{model.version}"}} 1.0' in text
         names = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
-        assert names and all(n.startswith("turborec_") for n in names)
+        # ours carry the turborec_ prefix; process_* are prometheus_client's standard process metrics
+        assert names and all(n.startswith(("turborec_", "process_")) for n in names)
+        assert "process_resident_memory_bytes" in names
         docs = await c.get("/docs")
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
