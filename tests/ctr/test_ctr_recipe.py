@@ -115,3 +115,14 @@ def test_training_refuses_unlabelled_rows() -> None:
     raw = RawCTR(np.zeros((3, 0)), np.array([["a"], ["b"], ["c"]], dtype=object), None, (), ("c",))
     with pytest.raises(DataError, match="labelled rows"):
         train_ctr(raw, ctr_recipe("logreg"))
+
+
+def test_dim_names_the_embedding_width_and_embedding_dim_is_a_deprecated_alias() -> None:
+    assert ctr_recipe("dcnv2", "criteo", {"dim": "24"}).net["embedding_dim"] == 24
+    with pytest.warns(FutureWarning, match="embedding_dim is deprecated; use dim"):
+        assert ctr_recipe("dcnv2", "criteo", {"embedding_dim": "12"}).net["embedding_dim"] == 12
+    with pytest.raises(ConfigError, match="dim='abc'"):
+        ctr_recipe("fm", "criteo", {"dim": "abc"})
+    with pytest.raises(ConfigError, match=r"known: .*\bdim\b") as info:
+        ctr_recipe("dcnv2", "criteo", {"width": "8"})
+    assert "embedding_dim" not in str(info.value)

@@ -21,6 +21,7 @@ seed give identical weights):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -158,7 +159,7 @@ def ctr_recipe(
     device: str = "cpu",
     threads: int | None = None,
 ) -> CTRRecipe:
-    """The preset's recipe for ``kind`` with ``params`` on top: net fields (``embedding_dim``...),
+    """The preset's recipe for ``kind`` with ``params`` on top: net fields (``dim``, the embedding width; ``embedding_dim`` is its deprecated alias...),
     training fields (``lr``, ``select``...), encoder fields (``min_freq``...) or ``warm_start`` /
     ``calibrate`` / ``threads``; strings are parsed by type, every bad value is a one-line ConfigError."""
     if kind not in KINDS:
@@ -181,11 +182,15 @@ def ctr_recipe(
     typed = {"seed": seed, "progress": progress, "device": device, **({"epochs": epochs} if epochs else {})}
     chosen["train"].update(typed)
     for key, raw in (params or {}).items():
-        group = next((g for g in ("net", "train", "encoder", "recipe") if key in kinds[g]), None)
+        if key == "embedding_dim":
+            warnings.warn("option embedding_dim is deprecated; use dim (the embedding width, as for retrieval models)",
+                          FutureWarning, stacklevel=2)
+        field = "embedding_dim" if key == "dim" else key  # one user-facing name for the width across models
+        group = next((g for g in ("net", "train", "encoder", "recipe") if field in kinds[g]), None)
         if group is None:
-            known = sorted(set().union(*kinds.values()))
+            known = sorted({"dim" if k == "embedding_dim" else k for k in set().union(*kinds.values())})
             raise ConfigError(f"{kind}: unknown option '{key}'; known: {', '.join(known)}")
-        chosen[group][key] = parse_value(key, raw, kinds[group][key])
+        chosen[group][field] = parse_value(key, raw, kinds[group][field])
     if threads is not None:
         chosen["recipe"]["threads"] = threads
     try:
