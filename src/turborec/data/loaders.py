@@ -479,18 +479,9 @@ def load_jsonl(
     from turborec.data.tables import read_table
 
     p = _existing_file(path)
-    frame = read_table(p) if p.suffix.lower() in (".jsonl", ".ndjson") else _read_jsonl(p)
+    frame = read_table(p, fmt="jsonl")
     x = frame_to_interactions(frame, user=user, item=item, rating=rating, timestamp=timestamp, source=str(p))
     return replace(x, meta={"format": "jsonl", "source": str(p)})
-
-
-def _read_jsonl(p: Path) -> pd.DataFrame:
-    import pandas as pd
-
-    try:
-        return pd.read_json(p, lines=True, dtype=False)
-    except ValueError as exc:
-        raise DataError(f"not JSON Lines ({str(exc).strip()})", source=str(p)) from None
 
 
 def load_table(

@@ -66,8 +66,8 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def read_table(path: str | os.PathLike[str], *, sep: str | None = None) -> pd.DataFrame:
-    """A whole CSV / TSV / Parquet / JSON Lines file by extension (other names are read as CSV)."""
+def read_table(path: str | os.PathLike[str], *, sep: str | None = None, fmt: str | None = None) -> pd.DataFrame:
+    """A whole CSV / TSV / Parquet / JSON Lines file by extension (other names are read as CSV), or as ``fmt``."""
     import pandas as pd
 
     p = Path(path)
@@ -75,7 +75,7 @@ def read_table(path: str | os.PathLike[str], *, sep: str | None = None) -> pd.Da
         raise DataError("file not found" if not p.exists() else "not a regular file", source=str(p))
     if p.stat().st_size == 0:
         raise DataError("file is empty", source=str(p))
-    fmt = table_format(p) or "csv"
+    fmt = fmt or table_format(p) or "csv"
     if fmt == "parquet" and not has_module("pyarrow"):
         raise DependencyError("pyarrow", "parquet")
     try:
