@@ -4,7 +4,8 @@
     python benchmarks/compression.py --part retrieval --seeds 1
 
 Retrieval: ml-latest-small with the recbole protocol (ratings >= 3, 10-core, random 8:1:1 per
-user, seed 2020). The teacher is the default two-tower (dim 64, hidden 256). Variants:
+user, seed 2020). The teacher is what ``turborec train --data ml-latest-small`` trains: the default
+two-tower (its current defaults, training seed 2020 as the CLI's). Variants:
 post-training table quantization (fp16 / int8 / int4), int8 dynamic MLPs, quantization-aware
 int4 (3 epochs of fine-tuning with fake-quantized tables), pruned MLPs with fine-tuning, students
 distilled from the teacher (KL over the teacher's top-50 + sampled candidates) and the same
@@ -66,6 +67,8 @@ VARIANTS = REPO / ".cache" / "compression" / "variants"
 TRAIN_CODE = ("src/turborec/train/estimators.py", "src/turborec/train/trainer.py", "src/turborec/models/two_tower.py",
               "src/turborec/train/ctr.py")  # fmt: skip
 STUDENT = {"dim": 16, "hidden": (64,)}
+SIZES = f"dim {STUDENT['dim']}, hidden {list(STUDENT['hidden'])}"  # type: ignore[call-overload]
+TRAIN_SEED = 2020  # turborec train's default split and training seed
 DISTILL = DistillConfig(alpha=3.0, top_k=50)
 
 
@@ -115,10 +118,10 @@ def retrieval(seeds: int, repeats: int) -> dict[str, Any]:
             return float(est.evaluate(split.valid, ks=(10,))["ndcg@10"])
         return float(est.evaluate(split.test, exclude=[split.valid], ks=(10,))["ndcg@10"])
 
-    def teacher_build(path: Path) -> Path:
-        return TwoTowerRecommender(progress=False, seed=0).fit(split.train, split.valid).save(path)
+    def teacher_build(path: Path) -> Path:  # what `turborec train --data ml-latest-small` fits (seed 2020)
+        return TwoTowerRecommender(progress=False, seed=TRAIN_SEED).fit(split.train, split.valid).save(path)
 
-    teacher = cached("ml-teacher", {"seed": 0}, teacher_build)
+    teacher = cached("ml-teacher", {"seed": TRAIN_SEED}, teacher_build)
 
     def student(distilled: bool, seed: int) -> Any:
         key = {"sizes": STUDENT, "seed": seed, "distill": asdict(DISTILL) if distilled else None}
@@ -135,11 +138,12 @@ def retrieval(seeds: int, repeats: int) -> dict[str, Any]:
 
         return cached(name, key, build)
 
-    pairs = [(student(False, s), student(True, s)) for s in range(seeds)]
+    # seed TRAIN_SEED first: the student `turborec compress --distill` trains (it keeps the teacher's seed)
+    pairs = [(student(False, TRAIN_SEED + s), student(True, TRAIN_SEED + s)) for s in range(seeds)]
     control, distilled = pairs[0]
     tune = {"train": split.train, "valid": split.valid}
     variants: list[tuple[str, Any, str]] = [
-        ("teacher", teacher, "two-tower dim 64, hidden 256"),
+        ("teacher", teacher, f"two-tower dim {teacher.config.dim}, hidden {list(teacher.config.hidden)}"),
         ("fp16", compress_estimator(teacher, quantize="fp16"), "post-training"),
         ("int8", compress_estimator(teacher, quantize="int8"), "post-training"),
         ("int4", compress_estimator(teacher, quantize="int4"), "post-training"),
@@ -147,8 +151,8 @@ def retrieval(seeds: int, repeats: int) -> dict[str, Any]:
         ("int8+mlp8", compress_estimator(teacher, quantize="int8", quantize_mlp=True), "post-training"),
         ("prune0.5+ft+int8+mlp8", compress_estimator(teacher, quantize="int8", quantize_mlp=True, prune=0.5,
                                                      finetune_epochs=3, **tune), "3 epochs fine-tuning"),
-        ("student control", control, "dim 16, hidden 64, no teacher"),
-        ("student distilled", distilled, "dim 16, hidden 64, from teacher"),
+        ("student control", control, f"{SIZES}, no teacher"),
+        ("student distilled", distilled, f"{SIZES}, from teacher"),
         ("distilled+int8", compress_estimator(distilled, quantize="int8"), "post-training, float MLP"),
         ("distilled+int8+mlp8", compress_estimator(distilled, quantize="int8", quantize_mlp=True), "post-training"),
         ("distilled+int4+mlp8", compress_estimator(distilled, quantize="int4", quantize_mlp=True), "post-training"),
@@ -163,11 +167,15 @@ def retrieval(seeds: int, repeats: int) -> dict[str, Any]:
                                rounds=repeats)
     for r in reports:
         print(f"  ml {r.name}: ndcg@10 {r.metric:.4f}  weights {r.model_bytes / 1024:.0f} KB  {r.latency_ms:.2f} ms")
+    # what `turborec compress --distill dim=16 --distill hidden=64 --quantize int4` gives, per student seed
+    small = [compress_estimator(d, quantize="int4", quantize_mlp=True) for _, d in pairs]
     students = {
         "control": [ndcg(c) for c, _ in pairs],
         "distilled": [ndcg(d) for _, d in pairs],
+        "distilled_int4_mlp8": [ndcg(e) for e in small],
         "valid_control": [ndcg(c, "valid") for c, _ in pairs],
         "valid_distilled": [ndcg(d, "valid") for _, d in pairs],
+        "valid_distilled_int4_mlp8": [ndcg(e, "valid") for e in small],
     }
     diffs = [d - c for c, d in zip(students["control"], students["distilled"])]
     valid_diffs = [d - c for c, d in zip(students["valid_control"], students["valid_distilled"])]
@@ -177,6 +185,8 @@ def retrieval(seeds: int, repeats: int) -> dict[str, Any]:
         "distill": asdict(DISTILL),
         "valid_ndcg": valid_scores,
         "students": {"control": interval(students["control"]), "distilled": interval(students["distilled"]),
+                     "distilled_int4_mlp8": interval(students["distilled_int4_mlp8"]),
+                     "seeds": [TRAIN_SEED + s for s in range(seeds)],
                      "paired_diff": interval(diffs), "valid_paired_diff": interval(valid_diffs),
                      "wins": sum(x > 0 for x in diffs), "valid_wins": sum(x > 0 for x in valid_diffs), "runs": students},
         "variants": [{**asdict(r), "model_bytes": r.model_bytes} for r in reports],
@@ -334,15 +344,19 @@ def markdown(result: dict[str, Any]) -> str:
     if "retrieval" in result:
         r = result["retrieval"]
         s = r["students"]
+        teacher_ndcg, small = r["_reports"][0].metric, s["distilled_int4_mlp8"]
         lines += ["### ml-latest-small, recbole protocol (seed 2020): two-tower teacher and variants", "",
                   markdown_table(r["_reports"], "teacher"), "",
-                  f"Students (dim 16, hidden 64), test NDCG@10 over {s['control']['n']} training seed(s): "
+                  f"Students ({SIZES}), test NDCG@10 over {s['control']['n']} training seed(s): "
                   f"control {s['control']['mean']:.4f} ± {s['control']['ci95']:.4f}, distilled "
                   f"{s['distilled']['mean']:.4f} ± {s['distilled']['ci95']:.4f}, paired difference "
                   f"{s['paired_diff']['mean']:+.4f} ± {s['paired_diff']['ci95']:.4f} (95% t-interval; distilled better "
                   f"in {s['wins']} of {s['control']['n']}); on validation {s['valid_paired_diff']['mean']:+.4f} ± "
                   f"{s['valid_paired_diff']['ci95']:.4f} (better in {s['valid_wins']}). Teacher: test "
-                  f"{r['_reports'][0].metric:.4f}.", ""]  # fmt: skip
+                  f"{teacher_ndcg:.4f}. Distilled + int4 tables + int8 MLPs (the documented `turborec compress` "
+                  f"command): {_ci(small, '.4f')}, {100 * small['mean'] / teacher_ndcg:.1f}% of the teacher "
+                  f"(per seed {', '.join(f'{100 * v / teacher_ndcg:.1f}%' for v in s['runs']['distilled_int4_mlp8'])})"
+                  ".", ""]  # fmt: skip
     if "scale" in result:
         lines += ["### memory at scale: two-tower over 300k items and 25k users (1 epoch; memory only)", "",
                   "Latency here is the user tower for 256 users (scoring 300k items is not the point).", "",
@@ -365,12 +379,28 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def previous_parts() -> dict[str, Any]:
+    """The parts of the last full results/compression.json, their variant rows as reports again."""
+    path = REPO / "benchmarks" / "results" / "compression.json"
+    previous = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    parts = {}
+    for name in ("retrieval", "scale", "criteo", "synthetic"):
+        if name in previous:
+            part = previous[name]
+            part["_reports"] = [VariantReport(**{k: v for k, v in row.items() if k != "model_bytes"})
+                                for row in part["variants"]]  # fmt: skip
+            parts[name] = part
+    return parts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("all", "retrieval", "scale", "rankers"), default="all")
     parser.add_argument("--seeds", type=int, default=5, help="student training seeds (ml-latest-small, synthetic CTR)")
     parser.add_argument("--splits", type=int, default=5, help="shuffled splits of the Criteo sample")
     parser.add_argument("--repeats", type=int, default=100, help="timed batches per variant (median reported)")
+    parser.add_argument("--merge", action="store_true",
+                        help="with --part: keep the other parts from results/compression.json and rewrite it whole")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -387,11 +417,15 @@ def main() -> None:
         for name in ("criteo", "synthetic"):
             plot_reports(result[name]["_reports"], IMG / f"compression_{name}.png",
                          f"{name} {RANKERS[name]['kind']}: compressed variants vs the teacher", "teacher")  # fmt: skip
+    for part in result.values():
+        part["measured"] = time.strftime("%Y-%m-%d")
+    if args.merge and args.part != "all":
+        result = {**previous_parts(), **result}
     table = markdown(result)
     payload = {k: {kk: vv for kk, vv in v.items() if kk != "_reports"} for k, v in result.items()}
     payload["seconds"] = time.perf_counter() - started
     payload["median_note"] = "latency: median of --repeats timed batches after 3 warm-up calls, 1 thread"
-    write_results("compression" if args.part == "all" else f"compression_{args.part}", payload, table)
+    write_results("compression" if args.part == "all" or args.merge else f"compression_{args.part}", payload, table)
     print(f"({payload['seconds']:.0f}s)")
 
 

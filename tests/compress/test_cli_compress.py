@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from turborec.cli.main import main
-from turborec.compress import compress_estimator, load
+from turborec.compress import compress_estimator, load, net_memory
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,12 @@ def test_distill_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFix
     argv = ["compress", str(saved), "--distill", "dim=8", "--distill", "hidden=16", "--quantize", "int8", "--quiet",
             "--data", str(csv), "--format", "csv", "--columns", "user,item,,timestamp", "--seed", "1", "--out", str(out)]
     assert main(argv) == 0
-    assert "test ndcg@10" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "test ndcg@10" in printed and "% kept" in printed
     student = load(out)
+    sizes = next(line for line in printed.splitlines() if line.startswith("weights (tables + layers)"))
+    ratio = float(sizes.split(": ")[1].split("x smaller")[0])  # the student's weights against the teacher's
+    assert ratio == pytest.approx(net_memory(teacher.net).model / net_memory(student.net).model, rel=0.01)
+    assert ratio > 4  # dim 32 -> 8 and int8 tables
     assert student.config.dim == 8 and student.config.hidden == (16,) and student.config.embeddings.spec("item").kind == "int8"
     assert student.metrics["test"]["ndcg@10"] > 0

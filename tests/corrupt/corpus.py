@@ -112,7 +112,7 @@ def inf_weights(root: Path) -> None:
 
 def history_index_out_of_range(root: Path) -> None:
     def edit(t: dict[str, np.ndarray]) -> None:
-        items = t["history.items"].copy()
+        items = t["history.items"].astype(np.int64)  # saved narrow (int16 here): widen to hold the bad index
         items[0] = 1_000_000_000
         t["history.items"] = items
 

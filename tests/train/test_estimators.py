@@ -131,3 +131,47 @@ def test_empty_training_set_is_refused(small_split) -> None:  # type: ignore[no-
 
     with pytest.raises(DataError):
         PopularityRecommender().fit(empty)
+
+
+def test_narrow_ints_picks_the_narrowest_signed_type_that_holds_the_values() -> None:
+    import torch
+
+    from turborec.train.recommender import narrow_ints
+
+    assert narrow_ints(torch.tensor([-1, 127])).dtype == torch.int8
+    assert narrow_ints(torch.tensor([-129, 0])).dtype == torch.int16
+    assert narrow_ints(torch.tensor([0, 32_767])).dtype == torch.int16
+    assert narrow_ints(torch.tensor([0, 32_768])).dtype == torch.int32
+    assert narrow_ints(torch.tensor([0, 2**31])).dtype == torch.int64
+    wide = torch.tensor([5, -3, 300])
+    assert narrow_ints(wide).tolist() == [5, -3, 300]
+    floats = torch.tensor([1e9, -1.0])
+    assert narrow_ints(floats) is floats
+    assert narrow_ints(torch.zeros(0, dtype=torch.int64)).dtype == torch.int64
+
+
+def test_artifact_stores_index_data_narrow_and_loads_it_as_int64(ml_small_dir: Path, tmp_path: Path) -> None:
+    """Histories and genre tokens of ml-latest-small as int64 would outweigh a compressed model; stored narrow."""
+    import torch
+    from safetensors.numpy import load_file
+
+    from turborec.data import load_movielens
+
+    split = apply_protocol("recbole", load_movielens(ml_small_dir), seed=2020)
+    model = TwoTowerRecommender(dim=8, hidden=(16,), epochs=1, progress=False, seed=0).fit(split.train)
+    path = model.save(tmp_path / "tt")
+    stored = load_file(str(path / "weights.safetensors"))
+    assert stored["history.items"].dtype == np.int16  # 1,862 items
+    assert stored["history.offsets"].dtype == np.int32  # 52,334 training interactions
+    assert stored["net.item_tower.item_tokens"].dtype == np.int8  # 19 genres, -1 = padding
+    again = load(path)
+    assert again.histories is not None and model.histories is not None
+    assert again.histories.items.dtype == np.int64 and again.histories.offsets.dtype == np.int64
+    np.testing.assert_array_equal(again.histories.items, model.histories.items)
+    tokens = again.net.item_tower.item_tokens  # type: ignore[union-attr]
+    assert tokens.dtype == torch.int64
+    assert torch.equal(tokens, model.net.item_tower.item_tokens)  # type: ignore[union-attr]
+    users = list(split.train.users.ids[:50])
+    before, after = model.recommend(users, N=10), again.recommend(users, N=10)
+    np.testing.assert_array_equal(before[0], after[0])
+    np.testing.assert_allclose(before[1], after[1], rtol=1e-6)

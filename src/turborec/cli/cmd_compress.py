@@ -147,10 +147,28 @@ def _compress(args: argparse.Namespace) -> int:
     if split is not None:
         report = model.evaluate(split.test, exclude=[split.valid], ks=(10,))
         metrics["test"] = report.metrics
-        print(f"test ndcg@10 {report.metrics['ndcg@10']:.4f}")
+        ndcg = report.metrics["ndcg@10"]
+        before = teacher.evaluate(split.test, exclude=[split.valid], ks=(10,)).metrics["ndcg@10"]
+        kept = f", {100 * ndcg / before:.1f}% kept" if before > 0 else ""
+        print(f"test ndcg@10 {ndcg:.4f} (the model: {before:.4f}{kept})")
     path = model.save(args.out, metrics=metrics)
     print(f"saved {path}  ({', '.join(r['transform'] for r in model.transforms) or 'distilled'})")
+    print(_sizes(teacher, args.model, model, path))
     return 0
+
+
+def _sizes(before: Any, before_path: str | Path, after: Any, after_path: str | Path) -> str:
+    """One line: weights (tables + layers) and artifact bytes on disk, before and after."""
+    from turborec.compress import net_memory
+    from turborec.compress.report import disk_bytes
+
+    def kb(n: int) -> str:
+        return f"{n / 1024:,.1f} KB"
+
+    w0, w1 = net_memory(before.net).model, net_memory(after.net).model
+    d0, d1 = disk_bytes(before_path), disk_bytes(after_path)
+    return (f"weights (tables + layers) {kb(w1)}, the model's {kb(w0)}: {w0 / w1:.1f}x smaller; "
+            f"artifact on disk {kb(d1)}, the model's {kb(d0)}: {d0 / d1:.1f}x smaller")
 
 
 def _quiet(train_config: Any, quiet: bool) -> Any:

@@ -117,6 +117,27 @@ def as_interactions(data: Any, columns: Mapping[str, str | None] | None = None) 
 _ESTIMATORS: dict[str, type[Recommender]] = {}
 
 
+_NARROW_INTS = (torch.int8, torch.int16, torch.int32)
+
+
+def narrow_ints(t: torch.Tensor) -> torch.Tensor:
+    """An int64 tensor in the narrowest signed integer dtype that holds its values (other tensors as they are).
+
+    Artifacts store index data (training histories, per-item feature tokens) this way: as int64 it
+    can outweigh a compressed model several times over. Loading widens it again (histories are read
+    as int64; ``load_state_dict`` copies into the network's own int64 buffers), so artifacts written
+    with int64 data load the same.
+    """
+    if t.dtype != torch.int64 or t.numel() == 0:
+        return t
+    low, high = int(t.min()), int(t.max())
+    for dtype in _NARROW_INTS:
+        info = torch.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return t.to(dtype)
+    return t
+
+
 def register_estimator(name: str) -> Callable[[type[R]], type[R]]:
     def deco(cls: type[R]) -> type[R]:
         cls.name = name
@@ -447,9 +468,9 @@ class Recommender(abc.ABC):
     def save(self, path: str | Path, metrics: Mapping[str, Any] | None = None) -> Path:
         net = self._require()
         assert self.users is not None and self.items is not None and self.histories is not None
-        tensors: dict[str, Any] = {f"net.{k}": v for k, v in unique_state(net).items()}
-        tensors["history.offsets"] = torch.from_numpy(self.histories.offsets)
-        tensors["history.items"] = torch.from_numpy(self.histories.items)
+        tensors: dict[str, Any] = {f"net.{k}": narrow_ints(v) for k, v in unique_state(net).items()}
+        tensors["history.offsets"] = narrow_ints(torch.from_numpy(self.histories.offsets))
+        tensors["history.items"] = narrow_ints(torch.from_numpy(self.histories.items))
         json_files: dict[str, Any] = {"vocab/users.json": self.users.to_json(), "vocab/items.json": self.items.to_json()}
         if self.item_features is not None:
             json_files["item_features.json"] = self.item_features.to_json()
