@@ -18,7 +18,7 @@ A missing value ("") is an ordinary value: in click logs missingness is informat
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,7 @@ class CTREncoder:
         self.buckets: dict[str, int] = {}
         self._fitted = False
         self._indexes: dict[str, pd.Index] = {}
+        self._arrow_vocabs: dict[tuple[str, Any], Any] = {}
 
     # -- fitting -----------------------------------------------------------------
     def _buckets_for(self, name: str) -> int | None:
@@ -78,7 +79,7 @@ class CTREncoder:
             if unknown:
                 raise ConfigError(f"hash_buckets names unknown sparse features {sorted(unknown)}")
         self.dense_names, self.sparse_names = raw.dense_names, raw.sparse_names
-        self.vocabs, self.buckets, self._indexes = {}, {}, {}
+        self.vocabs, self.buckets, self._indexes, self._arrow_vocabs = {}, {}, {}, {}
         self.dense_mean = self.dense_std = None
         if self.standardize:
             values = self._scale_free_dense(raw.dense)
@@ -152,6 +153,41 @@ class CTREncoder:
         dense = self.transform_dense(raw.dense[:, dense_cols])
         return CTRData(dense, sparse, raw.label, self.cardinalities, self.dense_names, self.sparse_names)
 
+    def transform_arrow(self, table: Any, source: str = "<memory>") -> CTRData:
+        """Encode a pyarrow Table (dense columns numeric, NaN or null = missing; categorical columns
+        non-null text, as :func:`turborec.data.ctr.stream.iter_arrow_table` yields): the same indices
+        as :meth:`transform` on those rows, looked up inside Arrow instead of value by value."""
+        import pyarrow.compute as pc
+
+        self._check_fitted()
+        have = tuple(table.column_names)
+        _column_positions(have, self.dense_names, "dense", source)
+        _column_positions(have, self.sparse_names, "categorical", source)
+        n = table.num_rows
+        sparse = np.empty((n, len(self.sparse_names)), dtype=np.int64)
+        for j, name in enumerate(self.sparse_names):
+            col = table.column(name)
+            if name in self.buckets:
+                coded = col.combine_chunks().dictionary_encode()  # hash each distinct value once
+                codes = _bucket_codes(coded.dictionary.to_pylist(), name, self.buckets[name])
+                sparse[:, j] = codes[coded.indices.to_numpy()] + 1
+            else:
+                found = pc.index_in(col, value_set=self._arrow_vocab(name, col.type))  # null: not in the vocabulary
+                sparse[:, j] = pc.fill_null(found, -1).to_numpy() + 1
+        dense = np.empty((n, len(self.dense_names)), dtype=np.float64)
+        for i, name in enumerate(self.dense_names):
+            dense[:, i] = table.column(name).to_numpy()
+        return CTRData(self.transform_dense(dense), sparse, None, self.cardinalities, self.dense_names,
+                       self.sparse_names)  # fmt: skip
+
+    def _arrow_vocab(self, name: str, kind: Any) -> Any:
+        found = self._arrow_vocabs.get((name, kind))
+        if found is None:
+            import pyarrow as pa
+
+            found = self._arrow_vocabs[(name, kind)] = pa.array(self.vocabs[name].ids, type=kind)
+        return found
+
     # -- JSON --------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         self._check_fitted()
@@ -217,13 +253,15 @@ def _column_positions(have: tuple[str, ...], want: tuple[str, ...], what: str, s
 def _hash_bucket(values: np.ndarray, name: str, buckets: int) -> np.ndarray:
     """Stable (process- and version-independent) hash of (feature, value) into 1..buckets."""
     uniques, inverse = np.unique(values.astype(str), return_inverse=True)
+    return _bucket_codes(uniques, name, buckets)[inverse.reshape(-1)] + 1
+
+
+def _bucket_codes(values: Sequence[Any] | np.ndarray, name: str, buckets: int) -> np.ndarray:
+    """0-based bucket of each (distinct) value: blake2b of feature name and value text."""
     salt = name.encode() + b"\x00"
-    codes = np.fromiter(
-        (
-            int.from_bytes(hashlib.blake2b(salt + str(u).encode(), digest_size=8).digest(), "little") % buckets
-            for u in uniques
-        ),
+    return np.fromiter(
+        (int.from_bytes(hashlib.blake2b(salt + str(v).encode(), digest_size=8).digest(), "little") % buckets
+         for v in values),
         dtype=np.int64,
-        count=len(uniques),
-    )
-    return codes[inverse.reshape(-1)] + 1
+        count=len(values),
+    )  # fmt: skip
