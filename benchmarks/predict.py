@@ -7,7 +7,7 @@ The file is written to a temporary folder (never into the repository): the synth
 model's rows (8 categorical features of 10-500 values, 4 dense, as in benchmarks/ctr_accuracy.py)
 as Parquet and as CSV. A DCN-V2 is trained on 100k other rows of the same generator with the CTR
 recipe (turborec.train.ctr_recipe) and saved. Each repeat then runs the real command in a fresh
-process::
+process (repeats take turns with the other format and the baseline, so that all see the same load)::
 
     turborec predict RUN --data rows.parquet --format parquet --out scores.parquet --threads 1 -q
 
@@ -105,24 +105,23 @@ def _measured(cmd: list[str]) -> tuple[float, float, float, str]:
     return stats["wall"], stats["cpu"], stats["rss_kb"] / 1024, "\n".join(body)
 
 
-def run_predict(folder: Path, fmt: str, repeats: int) -> dict[str, Any]:
-    walls, cpus, scoring, scoring_cpu, rss = [], [], [], [], []
-    rows = 0
-    for _ in range(repeats):
-        cmd = [sys.executable, "-m", "turborec.cli.main", "predict", str(folder / "dcnv2"), "--data",
-               str(folder / f"rows.{fmt}"), "--format", fmt, "--out", str(folder / "scores.parquet"),
-               "--threads", "1"]  # fmt: skip
-        wall, cpu, peak, out = _measured(cmd)
-        match = re.search(r"wrote ([\d,]+) probabilities .* in ([\d.]+)s, ([\d.]+) CPU s", out)
-        assert match, out
-        rows = int(match.group(1).replace(",", ""))
-        walls.append(wall)
-        cpus.append(cpu)
-        scoring.append(float(match.group(2)))
-        scoring_cpu.append(float(match.group(3)))
-        rss.append(peak)
+def predict_once(folder: Path, fmt: str) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "turborec.cli.main", "predict", str(folder / "dcnv2"), "--data",
+           str(folder / f"rows.{fmt}"), "--format", fmt, "--out", str(folder / "scores.parquet"),
+           "--threads", "1"]  # fmt: skip
+    wall, cpu, peak, out = _measured(cmd)
+    match = re.search(r"wrote ([\d,]+) probabilities .* in ([\d.]+)s, ([\d.]+) CPU s", out)
+    assert match, out
+    return {"rows": int(match.group(1).replace(",", "")), "wall": wall, "cpu": cpu, "scoring": float(match.group(2)),
+            "scoring_cpu": float(match.group(3)), "rss_mb": peak}  # fmt: skip
+
+
+def predict_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    rows = runs[0]["rows"]
+    walls, cpus = [r["wall"] for r in runs], [r["cpu"] for r in runs]
+    scoring, scoring_cpu = [r["scoring"] for r in runs], [r["scoring_cpu"] for r in runs]
     return {"rows": rows, "wall_s": walls, "cpu_s": cpus, "scoring_s": scoring, "scoring_cpu_s": scoring_cpu,
-            "peak_rss_mb": max(rss), "rows_per_s_wall": rows / statistics.median(walls),
+            "peak_rss_mb": max(r["rss_mb"] for r in runs), "rows_per_s_wall": rows / statistics.median(walls),
             "rows_per_s_scoring": rows / statistics.median(scoring),
             "rows_per_cpu_s_scoring": rows / statistics.median(scoring_cpu),
             "rows_per_cpu_s_process": rows / statistics.median(cpus)}  # fmt: skip
@@ -154,13 +153,15 @@ print(json.dumps({"seconds": seconds, "cpu": cpu, "rows": len(d),
 """
 
 
-def run_baseline(folder: Path, repeats: int) -> dict[str, Any]:
+def baseline_once(folder: Path) -> dict[str, Any]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    runs = []
-    for _ in range(repeats):
-        proc = subprocess.run([sys.executable, "-c", BASELINE, str(folder / "dcnv2"), str(folder / "rows.parquet")],
-                              capture_output=True, text=True, env=env, check=True)  # fmt: skip
-        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    proc = subprocess.run([sys.executable, "-c", BASELINE, str(folder / "dcnv2"), str(folder / "rows.parquet")],
+                          capture_output=True, text=True, env=env, check=True)  # fmt: skip
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def baseline_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     seconds, cpu = [r["seconds"] for r in runs], [r["cpu"] for r in runs]
     n = runs[0]["rows"]
     return {"rows": n, "scoring_s": seconds, "scoring_cpu_s": cpu, "rows_per_s_scoring": n / statistics.median(seconds),
@@ -171,7 +172,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"{result['setup']['rows']:,} synthetic rows (4 dense + 8 categorical), DCN-V2 (the CLI's criteo preset: "
         f"16-d embeddings, 1 cross layer, 128-64 MLP), 1 torch thread, median of {result['repeats']} runs, each in "
-        "a fresh process.",
+        "a fresh process; the runs of the three rows take turns (one of each per round).",
         "",
         "| what | rows per CPU-second (scoring) | rows/s wall (scoring) | rows/s wall (whole process) | peak RSS MB |",
         "| --- | --- | --- | --- | --- |",
@@ -206,10 +207,15 @@ def main() -> None:
             "repeats": args.repeats,
             "setup": prepare(folder, args.rows),
         }
-        for fmt in ("parquet", "csv"):
-            result[fmt] = run_predict(folder, fmt, args.repeats)
-            print(fmt, json.dumps(result[fmt]), flush=True)
-        result["baseline"] = run_baseline(folder, args.repeats)
+        # one round = one run of each, so all three see the same neighbours on a shared machine
+        runs: dict[str, list[dict[str, Any]]] = {"parquet": [], "csv": [], "baseline": []}
+        for round_ in range(args.repeats):
+            for fmt in ("parquet", "csv"):
+                runs[fmt].append(predict_once(folder, fmt))
+            runs["baseline"].append(baseline_once(folder))
+            print(f"round {round_ + 1}:", json.dumps({k: v[-1] for k, v in runs.items()}), flush=True)
+        result["parquet"], result["csv"] = predict_summary(runs["parquet"]), predict_summary(runs["csv"])
+        result["baseline"] = baseline_summary(runs["baseline"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     table = markdown(result)

@@ -71,6 +71,6 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    info(args, f"wrote {rows:,} probabilities to {args.out} in {seconds:.1f}s, {cpu:.1f} CPU s "
+    info(args, f"wrote {rows:,} probabilities to {args.out} in {seconds:.2f}s, {cpu:.2f} CPU s "
                f"({rows / max(seconds, 1e-9):,.0f} rows/s)")  # fmt: skip
     return 0
