@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from turborec._util.heap import keep_freed_memory
     from turborec.data.ctr import LibfmFields
     from turborec.errors import ConfigError
     from turborec.loading import RANKER, load
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.fields and args.format != "libfm":
         raise ConfigError("--fields maps libfm feature ids to fields: it goes with --format libfm")
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # every block re-allocates the same buffers: no page faults for them (see _util/heap)
     ranker = load(args.model_dir, accept=(RANKER,), command="predict")  # compressed rankers too
     assert isinstance(ranker, LoadedRanker)
     fields = LibfmFields.from_file(args.fields) if args.fields else None
