@@ -11,7 +11,14 @@ import pytest
 from tests.bench.test_loadgen import http_server
 from tests.bench.test_report import synthetic_result
 from turborec.bench.loadgen import LoadSpec, RequestTemplate, arrival_times
-from turborec.bench.loadtest import calibrate, generator_limited, hdr_summary, pattern_phases, requests_for
+from turborec.bench.loadtest import (
+    calibrate,
+    generator_limited,
+    hdr_summary,
+    pattern_phases,
+    plot_latency,
+    requests_for,
+)
 from turborec.cli.main import main
 from turborec.errors import ConfigError
 
@@ -93,3 +100,30 @@ def test_request_templates() -> None:
     reqs = requests_for("/v1/recommend", range(3, 6), 7, None)
     assert [json.loads(r.body) for r in reqs] == [{"user": str(u), "k": 7} for u in (3, 4, 5)]
     assert requests_for("/x", None, 1, '{"user": null}') == (RequestTemplate("POST", "/x", b'{"user": null}'),)
+
+
+def test_latency_plot_shows_the_slo_the_shed_requests_and_what_was_sent(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", lambda fig: figures.append(fig))  # keep the figure to inspect it
+    result = synthetic_result(n=2000)  # 2 s at 1000 req/s: every tenth shed, one lost
+    path = plot_latency(result, tmp_path / "lt.png", "poisson, 1,000 req/s offered", slo_ms=5.0)
+    assert path.stat().st_size > 10_000
+    top, bottom = figures[0].axes
+    labels = top.get_legend_handles_labels()[1]
+    assert "SLO p99 5 ms" in labels and "shed (503), when sent: 200" in labels
+    slo = [line for line in top.lines if list(line.get_ydata()) == [5.0, 5.0]]
+    assert len(slo) == 1 and slo[0].get_linestyle() == "--"
+    assert "10.0% shed" in top.get_title() and "2,000 sent" in top.get_title()
+    figures[0].canvas.draw()
+    ticks = [t.get_text() for t in top.get_yticklabels() if t.get_text()]
+    assert ticks and all(t.replace(".", "").isdigit() for t in ticks), ticks  # "10", not "10^1"
+    # below: answered, shed, failed per second, stacked; their sum is the rate sent (1000 req/s)
+    assert bottom.get_legend_handles_labels()[1] == ["answered (200)", "shed (503)", "failed / timed out"]
+    top_edge = bottom.collections[-1].get_paths()[0].vertices[:, 1].max()
+    assert top_edge == pytest.approx(1000.0, rel=0.05)

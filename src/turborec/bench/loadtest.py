@@ -127,41 +127,55 @@ def requests_for(path: str, users: range | None, k: int, body: str | None) -> tu
 def plot_latency(result: LoadResult, path: Path, title: str, window_s: float = 0.25,
                  slo_ms: float | None = None) -> Path:
     """Latency over time: every answered request, the p99 per window, the SLO as a line, each shed (503)
-    request as a red tick at the top at the time it was sent, and the 503 share per window below."""
+    request as a red tick at the top at the time it was sent; below, the requests sent per second in each
+    window split into answered, shed (503) and failed, so a burst and what it cost read at a glance."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(10.5, 6.2), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
     ok = result.status == 200
-    ax.scatter(result.scheduled[ok], result.latency[ok] * 1000, s=1, alpha=0.3, label="HTTP 200")
+    shed_mask = result.status == 503
+    ax.scatter(result.scheduled[ok], result.latency[ok] * 1000, s=1, alpha=0.3, label="HTTP 200", rasterized=True)
     edges = np.arange(0.0, float(result.scheduled.max(initial=0.0)) + window_s, window_s)
-    mids, p99, shed = [], [], []
+    mids, p99, answered, shed, failed = [], [], [], [], []
     for lo in edges:
         sel = (result.scheduled >= lo) & (result.scheduled < lo + window_s)
         if sel.any():
             mids.append(lo + window_s / 2)
             lat = result.latency[sel & ok]
             p99.append(float(np.percentile(lat, 99)) * 1000 if len(lat) else math.nan)
-            shed.append(100.0 * float((result.status[sel] == 503).mean()))
-    ax.plot(mids, p99, color="black", label=f"p99 per {window_s * 1000:.0f} ms")
+            answered.append(float((sel & ok).sum()) / window_s)
+            shed.append(float((sel & shed_mask).sum()) / window_s)
+            failed.append(float((sel & ~ok & ~shed_mask).sum()) / window_s)
+    ax.plot(mids, p99, color="black", lw=1.2, label=f"p99 per {window_s * 1000:.0f} ms")
     if slo_ms is not None:
-        ax.axhline(slo_ms, color="tab:red", ls="--", lw=1.2, label=f"SLO p99 {slo_ms:g} ms")
-    shed_at = result.scheduled[result.status == 503]
+        ax.axhline(slo_ms, color="tab:red", ls="--", lw=1.5, label=f"SLO p99 {slo_ms:g} ms")
+    shed_at = result.scheduled[shed_mask]
     if len(shed_at):
         ax.plot(shed_at, np.full(len(shed_at), 0.97), "|", color="tab:red", ms=8, alpha=0.5,
-                transform=ax.get_xaxis_transform(), label=f"shed (503): {len(shed_at):,}")
+                transform=ax.get_xaxis_transform(), label=f"shed (503), when sent: {len(shed_at):,}")
     ax.set_yscale("log")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title(title)
-    ax.legend(loc="upper right", fontsize=8)
-    ax2.plot(mids, shed, color="tab:red")
-    ax2.set_ylabel("503 (%)")
-    ax2.set_xlabel("time (s)")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))  # "0.1, 1, 10", not "10^-1"
+    ax.set_ylabel("latency (ms, log scale)")
+    n = len(result.status)
+    answered_lat = result.latency[ok] * 1000
+    p99_all = f"p99 {np.percentile(answered_lat, 99):.1f} ms" if len(answered_lat) else "no answers"
+    ax.set_title(f"{title}: {n:,} sent, {p99_all} of answered, {100.0 * len(shed_at) / max(n, 1):.1f}% shed",
+                 fontsize=10)
+    ax.grid(True, which="major", alpha=0.25)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8, markerscale=1.5)
+    ax2.stackplot(mids, answered, shed, failed, colors=["tab:blue", "tab:red", "tab:gray"], alpha=0.7,
+                  labels=["answered (200)", "shed (503)", "failed / timed out"])
+    ax2.set_ylabel("sent (req/s)")
+    ax2.set_xlabel("time since start (s)")
+    ax2.grid(True, alpha=0.25)
+    ax2.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
