@@ -6,12 +6,13 @@
     python benchmarks/training.py --ctr criteo-sample-10k --ctr-models logreg dlrm   # CTR rows (the CTR recipe)
     python benchmarks/training.py --device cuda --threads 1         # the GPU column
     python benchmarks/training.py --profile                         # cProfile of one two-tower epoch first
+    python benchmarks/training.py --threads 1 --seeds 2020 2021 2022 --models two-tower   # 3 splits + medians
 
 Per model and setting: examples/s of a training epoch (validation excluded; the median epoch),
 time-to-quality (wall and process-CPU seconds from the start of fit until validation NDCG@10, or
 AUC for CTR, is within 1% of the run's best), the whole fit's wall and CPU seconds, the best
 validation score and the test score. Retrieval data: the recbole protocol split of --data (seed
---seed). A competing load is N processes each spinning one core for the setting's duration (they
+--seed, or each of --seeds; with several seeds a second table holds each setting's medians). A competing load is N processes each spinning one core for the setting's duration (they
 stop by themselves at a deadline and are terminated after it). CPU seconds are this process's
 (all its threads), so on a shared machine they say what the work cost when wall time is noisy.
 
@@ -35,7 +36,7 @@ from typing import Any
 import torch
 
 from _common import SHARED_DATA, markdown_table, median, write_results
-from turborec.data import apply_protocol, load_movielens
+from turborec.data import apply_protocol, load_movielens, synthetic
 from turborec.train.options import make_estimator
 
 MODELS = ("popularity", "bpr", "ease", "two-tower")
@@ -123,10 +124,26 @@ def profile_two_tower(split: Any, params: dict[str, str], seed: int) -> str:
     return out.getvalue()
 
 
+def seed_medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (threads, load, device, model): the median of each number over its seeds."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["threads"], row["load"], row["device"], row["model"]), []).append(row)
+    out = []
+    for (threads, load, device, model), group in groups.items():
+        numbers = [k for k, v in group[0].items() if isinstance(v, (int, float)) and k not in ("threads", "load", "seed")]
+        out.append({"threads": threads, "load": load, "device": device, "model": model, "seeds": len(group),
+                    **{k: median([r[k] for r in group if r.get(k) is not None]) for k in numbers}})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(SHARED_DATA / "ml-latest-small"))
     ap.add_argument("--name", default=None, help="suffix for the result files")
+    ap.add_argument("--synthetic", type=int, default=None, metavar="N",
+                    help="instead of --data: N synthetic interactions (turborec.data.synthetic) over MovieLens-1M's "
+                         "shape, 6,040 users x 3,706 items at 1M")
     ap.add_argument("--models", nargs="*", default=list(MODELS))
     ap.add_argument("--param", action="append", default=[], metavar="MODEL:KEY=VALUE",
                     help="option for one model, repeatable (e.g. two-tower:objective=users)")
@@ -137,6 +154,7 @@ def main() -> None:
     ap.add_argument("--loads", nargs="+", type=int, default=[0], help="competing busy processes per setting")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=2020)
+    ap.add_argument("--seeds", nargs="+", type=int, default=None, help="several split seeds (overrides --seed)")
     ap.add_argument("--profile", action="store_true", help="print a cProfile of one two-tower epoch first")
     args = ap.parse_args()
     params: dict[str, dict[str, str]] = {}
@@ -144,13 +162,20 @@ def main() -> None:
         model, _, kv = item.partition(":")
         key, _, value = kv.partition("=")
         params.setdefault(model, {})[key] = value
-    data = load_movielens(args.data)
-    split = apply_protocol("recbole", data, seed=args.seed)
-    print(split.summary(), flush=True)
+    seeds = args.seeds or [args.seed]
+    if args.synthetic:
+        scale = args.synthetic / 1_000_209  # MovieLens-1M: 1,000,209 ratings, 6,040 users, 3,706 items
+        data = synthetic(n_users=max(int(6_040 * scale), 10), n_items=max(int(3_706 * scale), 10),
+                         n_interactions=args.synthetic, seed=0)
+        args.data = f"synthetic-{args.synthetic}"
+    else:
+        data = load_movielens(args.data)
+    splits = {seed: apply_protocol("recbole", data, seed=seed) for seed in seeds}
+    print(splits[seeds[0]].summary(), flush=True)
     profile = None
     if args.profile:
         torch.set_num_threads(1)
-        profile = profile_two_tower(split, params.get("two-tower", {}), args.seed)
+        profile = profile_two_tower(splits[seeds[0]], params.get("two-tower", {}), seeds[0])
         print(profile, flush=True)
     raw = None
     if args.ctr:
@@ -162,11 +187,13 @@ def main() -> None:
     result_name = args.name or Path(args.data.rstrip("/")).name
 
     def save() -> None:  # after every row, so a long run that is cut short keeps what it measured
+        summary = seed_medians(rows) if len(seeds) > 1 else []
+        table = markdown_table(rows) + (f"\n\nMedians over seeds {seeds}:\n\n" + markdown_table(summary) if summary else "")
         write_results(
             f"training_{result_name}",
-            {"data": args.data, "ctr": args.ctr, "protocol": "recbole", "seed": args.seed, "params": params,
-             "rows": rows, "profile": profile},
-            markdown_table(rows),
+            {"data": args.data, "ctr": args.ctr, "protocol": "recbole", "seeds": seeds, "params": params,
+             "rows": rows, "medians": summary, "profile": profile},
+            table,
         )
 
     for load in args.loads:
@@ -176,18 +203,20 @@ def main() -> None:
                 for spec in args.models:
                     model_name, _, extra = spec.partition(":")
                     options = {**params.get(model_name, {}), **dict(kv.split("=", 1) for kv in extra.split(",") if kv)}
-                    row = retrieval_row(model_name, split, options, args.seed, args.device)
-                    row["model"] = spec
-                    rows.append({"threads": threads, "load": load, "device": args.device, **row})
-                    save()
+                    for seed in seeds:
+                        row = retrieval_row(model_name, splits[seed], options, seed, args.device)
+                        row["model"] = spec
+                        rows.append({"threads": threads, "load": load, "device": args.device, "seed": seed, **row})
+                        save()
                 if raw is not None:
                     for kind in args.ctr_models:
-                        ctr = ctr_row(kind, raw, args.seed, threads, args.device, args.ctr_format)
-                        if ctr is None:
-                            print("the CTR recipe (turborec.train.ctr_recipe) is not in this tree: no CTR rows")
-                            break
-                        rows.append({"threads": threads, "load": load, "device": args.device, **ctr})
-                        save()
+                        for seed in seeds:
+                            ctr = ctr_row(kind, raw, seed, threads, args.device, args.ctr_format)
+                            if ctr is None:
+                                print("the CTR recipe (turborec.train.ctr_recipe) is not in this tree: no CTR rows")
+                                break
+                            rows.append({"threads": threads, "load": load, "device": args.device, "seed": seed, **ctr})
+                            save()
     save()
 
 

@@ -30,5 +30,6 @@ def two_tower(small_split: Any) -> Any:
     """A small fitted two-tower (dim 32, one hidden layer of 64) on synthetic data."""
     from turborec.train import TwoTowerRecommender
 
-    est = TwoTowerRecommender(dim=32, hidden=(64,), epochs=6, patience=6, progress=False, seed=0)
+    # six epochs of the pairs objective: a teacher worth compressing at a short fit
+    est = TwoTowerRecommender(dim=32, hidden=(64,), objective="pairs", epochs=6, patience=6, progress=False, seed=0)
     return est.fit(small_split.train, small_split.valid)

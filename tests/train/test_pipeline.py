@@ -17,7 +17,8 @@ from turborec.train.pipeline import TwoStagePipeline
 @pytest.fixture(scope="module")
 def fitted():  # type: ignore[no-untyped-def]
     split = apply_protocol("recbole", synthetic(n_users=600, n_items=250, n_interactions=18_000, seed=5), seed=2)
-    retriever = TwoTowerRecommender(epochs=6, progress=False).fit(split.train, split.valid)
+    # a short pairs fit: quick and strong enough for the ranker on top (the default objective needs more epochs)
+    retriever = TwoTowerRecommender(objective="pairs", epochs=6, progress=False).fit(split.train, split.valid)
     pipe = TwoStagePipeline(retriever, n_candidates=60, ranker="dlrm", ranker_epochs=4).fit(split.train, split.valid)
     return split, pipe
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from turborec.errors import ConfigError
 
@@ -106,8 +107,13 @@ def pooled_lookup(table: nn.Module, indices: torch.Tensor, mode: str = "mean") -
     """Pool rows of ``table`` over the last axis of ``indices`` ([..., L], -1 = padding).
 
     Written as gather + masked sum (not ``nn.EmbeddingBag``) so it exports to ONNX
-    as plain gathers and works with any table module.
+    as plain gathers and works with any table module. A plain ``nn.Embedding`` outside
+    an export runs the same sum as one ``embedding_bag`` (weights 0 at padding, 1/count
+    for the mean): ~3x cheaper forward + backward on CPU than the gather, the mask product
+    and the sum, which were ~12% of a two-tower training step (issue 16).
     """
+    if type(table) is nn.Embedding and table.max_norm is None and indices.dim() >= 2 and indices.numel() and not _exporting():
+        return _bag_lookup(table, indices, mode)
     mask = indices >= 0
     rows = table(indices.clamp_min(0))
     rows = rows * mask.unsqueeze(-1).to(rows.dtype)
@@ -116,6 +122,31 @@ def pooled_lookup(table: nn.Module, indices: torch.Tensor, mode: str = "mean") -
         return total
     count = mask.sum(dim=-1, keepdim=True).clamp_min(1).to(total.dtype)
     return total / count
+
+
+def all_rows(table: nn.Module) -> torch.Tensor:
+    """Every row of ``table`` in order: a dense table's weight itself (its gradient flows straight in,
+    where a lookup of all indices copies the table and scatters the gradient back), else a lookup."""
+    if type(table) is nn.Embedding:
+        return table.weight
+    n = int(table.num_embeddings)  # type: ignore[arg-type]
+    device = next(iter(table.parameters()), next(iter(table.buffers()), torch.empty(0))).device
+    return table(torch.arange(n, device=device))
+
+
+def _exporting() -> bool:
+    return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or torch.jit.is_scripting()
+                or torch.compiler.is_compiling())
+
+
+def _bag_lookup(table: nn.Embedding, indices: torch.Tensor, mode: str) -> torch.Tensor:
+    """:func:`pooled_lookup` of a dense table as one weighted ``embedding_bag`` over the last axis."""
+    flat = indices.reshape(-1, indices.shape[-1])
+    weights = (flat >= 0).to(table.weight.dtype)
+    if mode != "sum":
+        weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1)
+    pooled = F.embedding_bag(flat.clamp_min(0), table.weight, per_sample_weights=weights, mode="sum")
+    return pooled.reshape(*indices.shape[:-1], table.embedding_dim)
 
 
 def table_nbytes(module: nn.Module) -> int:
@@ -134,6 +165,7 @@ def spec_summary(plan: EmbeddingPlan) -> str:
 __all__ = [
     "EmbeddingPlan",
     "EmbeddingSpec",
+    "all_rows",
     "pooled_lookup",
     "register_table",
     "spec_summary",

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from turborec.errors import ConfigError
 from turborec.models.base import NetConfig, RetrievalNet, register_net
-from turborec.models.embeddings import EmbeddingPlan, pooled_lookup
+from turborec.models.embeddings import EmbeddingPlan, all_rows, pooled_lookup
 
 
 @dataclass(frozen=True)
@@ -31,14 +31,15 @@ class TwoTowerConfig(NetConfig):
     dropout: float = 0.3
     share_item_embeddings: bool = False  # history items and candidates use two tables (as in FISM); True: one
     item_bias: bool = True  # a learned per-item score offset (popularity prior), folded into the vectors
-    # training objective. "users": one example per user and epoch: a random ``holdout`` share of the
+    # training objective (default "users": it reached the pairs objective's validation NDCG at a fraction of
+    # its CPU time on ml-latest-small, issue 16; docs/benchmarks.md). "users": one example per user and epoch: a random ``holdout`` share of the
     # user's items is hidden from the history input and predicted with a softmax over the whole catalog
     # (the user's visible items masked), as denoising autoencoders for CF do (Mult-DAE, Liang et al. 2018);
     # a step holds whole users up to ``batch_size`` interactions: an epoch is n_interactions/batch_size
     # steps either way, but a "users" step costs one catalog softmax per user, not one per interaction.
     # "pairs": one example per (user, item) pair, the item left out of its own history input.
     # Catalogs above ``full_softmax_below`` always train on pairs with sampled softmax.
-    objective: str = "pairs"
+    objective: str = "users"
     holdout: float = 0.5
     # training: catalogs up to this size use the full softmax over all items (exact, no sampling bias);
     # larger ones use in-batch negatives with log-Q correction plus ``sampled_negatives`` uniform ones
@@ -58,6 +59,27 @@ class TwoTowerConfig(NetConfig):
             raise ConfigError(f"two-tower holdout must be in (0, 1), got {self.holdout}")
 
 
+class FastDropout(nn.Dropout):
+    """Inverted dropout whose mask comes from 16 random bits per unit, four units per 64-bit draw.
+
+    ``nn.Dropout`` on CPU draws one Bernoulli sample per unit; over the item tower's catalog-wide
+    hidden layer that cost more than the layer's matmul (~6 of ~40 ms a two-tower step, issue 16).
+    The keep probability is ``p`` rounded to 1/65536; in eval mode it is the identity, as nn.Dropout.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0 or x.numel() == 0:
+            return x
+        if self.p >= 1.0:
+            return x * 0.0
+        n = x.numel()
+        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), 2**63 - 1)
+        draws = bits.view(torch.int16)[:n].view(x.shape)  # uniform over [-32768, 32767]
+        drop = round(self.p * 65536)
+        keep = draws >= drop - 32768
+        return x * (keep.to(x.dtype) * (65536 / (65536 - drop)))
+
+
 def mlp(sizes: Sequence[int], dropout: float = 0.0) -> nn.Sequential:
     """Linear layers with ReLU (and dropout) between them, none after the last."""
     layers: list[nn.Module] = []
@@ -66,7 +88,7 @@ def mlp(sizes: Sequence[int], dropout: float = 0.0) -> nn.Sequential:
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(FastDropout(dropout))
     return nn.Sequential(*layers)
 
 
@@ -109,10 +131,12 @@ class ItemTower(nn.Module):
         in_dim = d * (2 if self.use_features else 1)
         self.mlp = mlp([in_dim, *config.hidden, d], config.dropout)
 
-    def forward(self, items: torch.Tensor) -> torch.Tensor:
-        parts = [self.item_emb(items)]
+    def forward(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """``items`` None: the whole catalog, read straight from dense tables (no gather, no scatter back)."""
+        parts = [self.item_emb(items) if items is not None else all_rows(self.item_emb)]
         if self.token_emb is not None:
-            parts.append(pooled_lookup(self.token_emb, self.item_tokens[items], "mean"))
+            tokens = self.item_tokens if items is None else self.item_tokens[items]
+            parts.append(pooled_lookup(self.token_emb, tokens, "mean"))
         out = self.mlp(torch.cat(parts, dim=1))
         return F.normalize(out, dim=-1) if self.normalize else out
 
@@ -153,9 +177,7 @@ class TwoTowerNet(RetrievalNet):
 
     def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """[N, d (+1)]: the tower output and the item's bias, so <user, item> = cos / T + bias."""
-        if items is None:
-            items = torch.arange(self.n_items, device=self.log_q.device)
         v = self.item_tower(items)
         if self.item_bias is None:
             return v
-        return torch.cat([v, self.item_bias(items)], dim=1)
+        return torch.cat([v, self.item_bias(items) if items is not None else all_rows(self.item_bias)], dim=1)

@@ -12,6 +12,7 @@ from torch.nn import functional as F
 
 from turborec.data.interactions import Interactions
 from turborec.metrics.ranking import evaluate_ranking
+from turborec.models.base import NetConfig
 from turborec.models.ease import EASEConfig, EASENet
 from turborec.models.mf import MFConfig, MFNet
 from turborec.models.popularity import PopularityConfig, PopularityNet
@@ -146,8 +147,7 @@ class _WeightAverage:
         # a shorter memory over the first steps, so a short fit is not an average with its initial weights
         decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
         self.steps += 1
-        for avg, p in zip(self.shadow, self.params, strict=True):
-            avg.lerp_(p.detach(), 1.0 - decay)
+        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1.0 - decay)
 
     @torch.no_grad()
     def swap_in(self) -> None:
@@ -272,18 +272,37 @@ def _user_batch(
 
 @register_estimator("two-tower")
 class TwoTowerRecommender(Recommender):
-    """Two-tower retrieval trained with sampled softmax: in-batch negatives with log-Q correction
-    plus uniformly sampled negatives (mixed negative sampling, Yang et al. 2020)."""
+    """Two-tower retrieval. Default objective "users": per user, a random half of its items hidden from
+    the history input and predicted with one softmax over the catalog (Mult-DAE style). "pairs" (and any
+    catalog above ``full_softmax_below``, or a sharded run): one example per (user, item) pair, with the
+    full softmax on small catalogs, else in-batch negatives with log-Q correction plus uniformly sampled
+    negatives (mixed negative sampling, Yang et al. 2020)."""
 
     config_class = TwoTowerConfig
     config: TwoTowerConfig
-    # batch_size counts interactions per step for either objective (a "users" step holds whole users)
-    default_train = TrainConfig(epochs=60, batch_size=512, lr=2e-3, weight_decay=0.0, patience=5)
+    # batch_size counts interactions per step for either objective (a "users" step holds whole users).
+    # The training defaults follow the objective that trains: ``default_train`` for "users" (the default
+    # objective), ``pairs_train`` for "pairs", also where "users" falls back to pairs (a catalog above
+    # full_softmax_below, a sharded run). Options set by the caller apply on top of either.
+    default_train = TrainConfig(epochs=300, batch_size=4096, lr=2e-3, weight_decay=0.0, patience=15)
+    pairs_train = TrainConfig(epochs=60, batch_size=512, lr=2e-3, weight_decay=0.0, patience=5)
     # an extra training term f(batch) -> scalar added to the loss (e.g. distillation from a
     # teacher, set by turborec.compress); never saved
     aux_loss: Callable[[_TowerBatch | _UserBatch], torch.Tensor] | None = None
     # how training is spread over processes (turborec.distributed sets a sharded one); never saved
     parallel: Parallel = Parallel()
+
+    def __init__(self, config: NetConfig | None = None, train: TrainConfig | None = None, **overrides: Any):
+        super().__init__(config, train, **overrides)
+        # the training options the caller chose (None: a whole TrainConfig, kept as given)
+        train_fields = set(TrainConfig.__dataclass_fields__)
+        self._chosen_train = None if train is not None else {k: v for k, v in overrides.items() if k in train_fields}
+        if self.config.objective == "pairs":
+            self._use_pairs_defaults()
+
+    def _use_pairs_defaults(self) -> None:
+        if self._chosen_train is not None:
+            self.train_config = replace(self.pairs_train, **self._chosen_train)
 
     def _build_net(self, dims: Mapping[str, int]) -> TwoTowerNet:
         return TwoTowerNet(self.config, dims)  # type: ignore[arg-type]
@@ -291,14 +310,18 @@ class TwoTowerRecommender(Recommender):
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         assert isinstance(self.net, TwoTowerNet) and self.histories is not None
         par = self.parallel
+        cfg = self.config
+        # the per-user objective is single-process (its steps hold whole users, not rows of a global batch)
+        users = cfg.objective == "users" and train.n_items <= cfg.full_softmax_below and par.world_size == 1
+        if not users:
+            self._use_pairs_defaults()
         net = par.prepare(self.net)  # the net itself, or a copy with sharded tables
         assert isinstance(net, TwoTowerNet)
-        cfg, tcfg = self.config, self.train_config
+        tcfg = self.train_config
         average = _WeightAverage(net, cfg.weight_average) if cfg.weight_average > 0 else None
         batches: Callable[[int], Iterator[Any]]
         objective: Callable[[Any], torch.Tensor]
-        # the per-user objective is single-process (its steps hold whole users, not rows of a global batch)
-        if cfg.objective == "users" and train.n_items <= cfg.full_softmax_below and par.world_size == 1:
+        if users:
             batches, objective, extras = self._user_objective(net, train, average)
         else:
             batches, objective, extras = self._pair_objective(net, train, average, par)
@@ -328,9 +351,8 @@ class TwoTowerRecommender(Recommender):
         offsets, items = _unique_histories(self.histories)
         lengths = np.diff(offsets)
         active = np.flatnonzero(lengths > 0)
-        n_items, width, dev = train.n_items, cfg.history_len, self.device
+        width, dev = cfg.history_len, self.device
         gen = np.random.default_rng(tcfg.seed)
-        all_items = torch.arange(n_items, device=dev)
 
         def batches(epoch: int) -> Iterator[_UserBatch]:
             if average is not None:
@@ -344,7 +366,7 @@ class TwoTowerRecommender(Recommender):
         def loss(b: _UserBatch) -> torch.Tensor:
             if average is not None:
                 average.update()
-            logits = net.user_vectors(b.users, b.history) @ net.item_vectors(all_items).T
+            logits = net.user_vectors(b.users, b.history) @ net.item_vectors().T
             # the items left visible are positives too: not negatives for the hidden ones
             logits = logits.index_put((b.seen_rows, b.seen_items), torch.tensor(float("-inf"), device=dev))
             return -F.log_softmax(logits, dim=1)[b.target_rows, b.target_items].mean()
@@ -387,7 +409,6 @@ class TwoTowerRecommender(Recommender):
                     yield _TowerBatch(u[lo:hi], i[lo:hi], h[lo:hi], neg, i, lo)
 
         full = n_items <= cfg.full_softmax_below
-        all_items = torch.arange(n_items, device=dev)
         seen = self.histories.to_csr() if full and cfg.mask_positives else None
 
         def loss(b: _TowerBatch) -> torch.Tensor:
@@ -396,7 +417,7 @@ class TwoTowerRecommender(Recommender):
             uv = net.user_vectors(b.users, b.history)
             bsz = len(b.items)
             if full:  # exact softmax over the whole catalog
-                logits = uv @ net.item_vectors(all_items).T
+                logits = uv @ net.item_vectors().T
                 if seen is not None:  # the user's other positives are not negatives
                     rows = seen[b.users.cpu().numpy()].toarray() > 0
                     other = torch.from_numpy(rows).to(dev)

@@ -76,6 +76,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def adam(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam with ``config``'s lr and weight decay; the fused kernel where torch has one for the parameters.
+
+    On CPU the default (a Python loop over the parameters) cost a two-tower step ~3 ms of ~40 (issue 16);
+    the fused kernel does the same update in one pass.
+    """
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
 @dataclass
 class LoopState:
     """Where a :func:`fit_loop` run stands after an epoch: what a checkpoint keeps besides the weights.
@@ -115,7 +128,7 @@ class Parallel:
         return 0, n
 
     def optimizer(self, net: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-        return torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        return adam(net.parameters(), config)
 
     def evaluate(self, score: Callable[[], float]) -> Callable[[], float]:
         """``score`` reads the estimator's net; sharded: fill it from the shards first, score once, share."""
@@ -170,7 +183,7 @@ def fit_loop(
     if config.threads:
         torch.set_num_threads(config.threads)
     par = parallel or Parallel()
-    opt = optimizer or torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = optimizer or adam(net.parameters(), config)
     state = LoopState(extras=dict(extras or {}))
     par.resume(net, opt, state)
     history = state.history
