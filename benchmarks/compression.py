@@ -66,7 +66,9 @@ IMG = REPO / "docs" / "img"
 VARIANTS = REPO / ".cache" / "compression" / "variants"
 TRAIN_CODE = ("src/turborec/train/estimators.py", "src/turborec/train/trainer.py", "src/turborec/models/two_tower.py",
               "src/turborec/train/ctr.py")  # fmt: skip
-STUDENT = {"dim": 16, "hidden": (64,)}
+# chosen on validation against today's default teacher (dim 128): dim 16 / hidden 64 kept 90.4%,
+# dim 32 / hidden 64 / dropout 0.1 96.0%, dim 64 / hidden 128 99.6% (int4 tables + int8 MLPs)
+STUDENT = {"dim": 64, "hidden": (128,)}
 SIZES = f"dim {STUDENT['dim']}, hidden {list(STUDENT['hidden'])}"  # type: ignore[call-overload]
 TRAIN_SEED = 2020  # turborec train's default split and training seed
 DISTILL = DistillConfig(alpha=3.0, top_k=50)
@@ -167,7 +169,7 @@ def retrieval(seeds: int, repeats: int) -> dict[str, Any]:
                                rounds=repeats)
     for r in reports:
         print(f"  ml {r.name}: ndcg@10 {r.metric:.4f}  weights {r.model_bytes / 1024:.0f} KB  {r.latency_ms:.2f} ms")
-    # what `turborec compress --distill dim=16 --distill hidden=64 --quantize int4` gives, per student seed
+    # what `turborec compress --distill dim=64 --distill hidden=128 --quantize int4` gives, per student seed
     small = [compress_estimator(d, quantize="int4", quantize_mlp=True) for _, d in pairs]
     students = {
         "control": [ndcg(c) for c, _ in pairs],

@@ -1,7 +1,7 @@
 """Compress a saved model into a smaller, faster one, or report what each compression costs and saves.
 
   turborec compress runs/tt --quantize int8 --prune 0.5 --out runs/tt-small
-  turborec compress runs/tt --distill dim=16 --distill hidden=64 --quantize int4 \\
+  turborec compress runs/tt --distill dim=64 --distill hidden=128 --quantize int4 \\
       --data ../shared/data/ml-latest-small --out runs/tt-student
   turborec compress runs/tt --report --data ../shared/data/ml-latest-small --out reports/tt
 
