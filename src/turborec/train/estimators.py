@@ -284,7 +284,7 @@ class TwoTowerRecommender(Recommender):
     # The training defaults follow the objective that trains: ``default_train`` for "users" (the default
     # objective), ``pairs_train`` for "pairs", also where "users" falls back to pairs (a catalog above
     # full_softmax_below, a sharded run). Options set by the caller apply on top of either.
-    default_train = TrainConfig(epochs=300, batch_size=4096, lr=2e-3, weight_decay=0.0, patience=15)
+    default_train = TrainConfig(epochs=300, batch_size=4096, lr=3e-3, weight_decay=0.0, patience=15)
     pairs_train = TrainConfig(epochs=60, batch_size=512, lr=2e-3, weight_decay=0.0, patience=5)
     # an extra training term f(batch) -> scalar added to the loss (e.g. distillation from a
     # teacher, set by turborec.compress); never saved
