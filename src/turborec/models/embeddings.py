@@ -107,12 +107,14 @@ def pooled_lookup(table: nn.Module, indices: torch.Tensor, mode: str = "mean") -
     """Pool rows of ``table`` over the last axis of ``indices`` ([..., L], -1 = padding).
 
     Written as gather + masked sum (not ``nn.EmbeddingBag``) so it exports to ONNX
-    as plain gathers and works with any table module. A plain ``nn.Embedding`` outside
-    an export runs the same sum as one ``embedding_bag`` (weights 0 at padding, 1/count
-    for the mean): ~3x cheaper forward + backward on CPU than the gather, the mask product
-    and the sum, which were ~12% of a two-tower training step (issue 16).
+    as plain gathers and works with any table module. While training (gradients on) a
+    plain ``nn.Embedding`` runs the same sum as one ``embedding_bag`` (weights 0 at padding,
+    1/count for the mean): ~3x cheaper forward + backward on CPU than the gather, the mask
+    product and the sum, which were ~12% of a two-tower training step (issue 16). Inference
+    keeps the gathers, so an eager call and its TorchScript trace agree bit for bit.
     """
-    if type(table) is nn.Embedding and table.max_norm is None and indices.dim() >= 2 and indices.numel() and not _exporting():
+    if (torch.is_grad_enabled() and type(table) is nn.Embedding and table.max_norm is None and indices.dim() >= 2
+            and indices.numel() and not _exporting()):
         return _bag_lookup(table, indices, mode)
     mask = indices >= 0
     rows = table(indices.clamp_min(0))
