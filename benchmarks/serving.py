@@ -12,9 +12,9 @@ Two workloads, each served from its own artifact (built here unless given):
 Servers (``--variants``), all on 127.0.0.1, pinned to ``--server-cores``:
 
 - ``turborec``: ``turborec serve`` (httptools front end, micro-batching, admission), full tier
-  only in the rate search; ``turborec-asgi`` / ``turborec-fastapi``: the same service behind
-  uvicorn (hot endpoints answered straight from ASGI / plain FastAPI routes): the front ends
-  compared in the same run;
+  only in the rate search; ``turborec-asgi``: the same service behind
+  uvicorn (hot endpoints answered straight from ASGI), the other front end, in the same run
+  (benchmarks/front_ends.py compares the front ends' CPU per request);
 - peers (``serving_peers.py``): LitServe, NVIDIA Triton through PyTriton, Ray Serve
   (``@serve.batch``), each serving the *same model object* turborec serves
   (``load_serving_model``, one ``recommend_batch`` per batch its server forms); a missing one
@@ -222,8 +222,7 @@ def naive_app(artifact: Path) -> Any:
     return app
 
 
-FRONT_ENDS = {"turborec": "lean", "turborec-adaptive": "lean", "turborec-asgi": "asgi",
-              "turborec-fastapi": "fastapi"}
+FRONT_ENDS = {"turborec": "lean", "turborec-adaptive": "lean", "turborec-asgi": "asgi"}
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -736,8 +735,8 @@ def main() -> None:
     p.add_argument("--catalog", default=None, help="a retrieval artifact over a large catalog (default: built here)")
     p.add_argument("--catalog-items", type=int, default=None, help="default 1,000,000 (quick: 100,000)")
     p.add_argument("--seed", type=int, default=2020)
-    p.add_argument("--variants", default="turborec,turborec-asgi,turborec-fastapi,naive,litserve,ray,triton",
-                   help="servers to compare: turborec (lean front end), turborec-asgi / turborec-fastapi (the same "
+    p.add_argument("--variants", default="turborec,turborec-asgi,naive,litserve,ray,triton",
+                   help="servers to compare: turborec (lean front end), turborec-asgi (the same "
                         "service behind uvicorn), naive, and the peers litserve, ray, triton (skipped if missing)")
     p.add_argument("--peer-options", default="{}",
                    help='JSON per variant, e.g. {"litserve": {"max_batch": 32, "max_wait_ms": 2, "fast_queue": true}}')

@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.serving.front_ends import FRONT_ENDS, call
 from turborec.data.ctr import read_avazu
 from turborec.serving.app import create_app, openapi_schema
 from turborec.serving.loading import load_serving_model
@@ -39,7 +40,7 @@ def _rows(avazu_files: tuple[Path, Path], n: int) -> tuple[list[dict[str, Any]],
 
 
 def _serve(
-    path: Path, body: Callable[[Client], Awaitable[None]], fast_path: bool, tier: Tier | None = None, **options: Any
+    path: Path, body: Callable[[Client], Awaitable[None]], front_end: str, tier: Tier | None = None, **options: Any
 ) -> None:
     settings = ServeSettings(artifact=path, **{"slo_p99_ms": 2000.0, **options})
     model = load_serving_model(path)
@@ -48,21 +49,12 @@ def _serve(
     if tier is not None:  # as the SLO controller does when the budget is missed (its policy is tested in serving)
         service.slo.force(0.0, tier)
 
-    async def main() -> None:
-        await service.start()
-        try:
-            transport = httpx.ASGITransport(app=create_app(service, fast_path=fast_path))
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                await body(client)
-        finally:
-            await service.stop()
-
-    asyncio.run(main())
+    call(service, body, front_end)
 
 
-@pytest.mark.parametrize("fast_path", [True, False], ids=["lean", "fastapi"])
+@pytest.mark.parametrize("front_end", FRONT_ENDS)
 def test_score_returns_the_rankers_probabilities(
-    ranker_dir: Path, avazu_files: tuple[Path, Path], fast_path: bool
+    ranker_dir: Path, avazu_files: tuple[Path, Path], front_end: str
 ) -> None:
     rows, raw = _rows(avazu_files, 40)
     want = load_ranker(ranker_dir).predict(raw)
@@ -84,10 +76,9 @@ def test_score_returns_the_rankers_probabilities(
         assert rec.status_code == 400 and "/v1/score" in rec.json()["detail"]
         metrics = (await c.get("/metrics")).text
         assert 'turborec_stage_latency_seconds_count{stage="ranking"}' in metrics
-        if fast_path:  # the hot-path router counts requests per endpoint
-            assert 'turborec_requests_total{endpoint="score",status="200"}' in metrics
+        assert 'turborec_requests_total{endpoint="score",status="200"}' in metrics
 
-    _serve(ranker_dir, body, fast_path)
+    _serve(ranker_dir, body, front_end)
 
 
 def test_score_degrades_along_the_ranker_ladder(ranker_dir: Path, avazu_files: tuple[Path, Path]) -> None:
@@ -111,7 +102,7 @@ def test_score_degrades_along_the_ranker_ladder(ranker_dir: Path, avazu_files: t
         return body
 
     for tier, values in zip(model.tiers, (full, cheap, prior)):
-        _serve(ranker_dir, expect(tier, float(values[0])), True, tier=tier)
+        _serve(ranker_dir, expect(tier, float(values[0])), "asgi", tier=tier)
 
 
 def test_openapi_documents_score(ranker_dir: Path) -> None:

@@ -91,7 +91,7 @@ class RayAPI:
     def make_service(self, model: Any, artifact: Path | None = None, **options: Any) -> dict[str, Any]:
         return options  # the deployment below already runs with the settings these tests need
 
-    def run(self, service: Any, body: Callable[[httpx.AsyncClient], Awaitable[None]], fast_path: bool = True) -> None:
+    def run(self, service: Any, body: Callable[[httpx.AsyncClient], Awaitable[None]], front_end: str = "asgi") -> None:
         import redis
 
         redis.Redis.from_url(self.redis_url).flushdb()  # each test starts with no live user state
@@ -137,7 +137,7 @@ def test_single_process_api_tests_pass_on_ray(name: str, ray_api: RayAPI, model:
     fn = getattr(api, name)
     params = inspect.signature(fn).parameters
     for case in _calls(fn):
-        kwargs = {k: v for k, v in {"model": model, "fast_path": True, **case}.items() if k in params}
+        kwargs = {k: v for k, v in {"model": model, "front_end": "asgi", **case}.items() if k in params}
         fn(**kwargs)
 
 

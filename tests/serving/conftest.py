@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.serving.front_ends import FRONT_ENDS
 from turborec.data.interactions import Interactions
 from turborec.data.synthetic import synthetic
 from turborec.serving.loading import load_serving_model
@@ -47,7 +48,7 @@ def model(artifact: Path) -> NetServingModel:
     return m
 
 
-@pytest.fixture(params=[True, False], ids=["lean", "fastapi"])
-def fast_path(request: pytest.FixtureRequest) -> bool:
-    """Both ASGI routings of the hot endpoints: the lean fast path and plain FastAPI routes."""
-    return bool(request.param)
+@pytest.fixture(params=FRONT_ENDS)
+def front_end(request: pytest.FixtureRequest) -> str:
+    """Both HTTP front ends: the ASGI app in process, the lean httptools server over loopback."""
+    return str(request.param)

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.serving.front_ends import call
 from turborec.serving.app import create_app, openapi_schema
 from turborec.serving.loading import load_serving_model
 from turborec.serving.model import Query
@@ -35,20 +36,11 @@ def make_service(model: NetServingModel, artifact: Path | None = None, **options
     return service
 
 
-def run(service: RecommendService, body: Callable[[Client], Awaitable[None]], fast_path: bool = True) -> None:
-    async def main() -> None:
-        await service.start()
-        try:
-            transport = httpx.ASGITransport(app=create_app(service, fast_path=fast_path))
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                await body(client)
-        finally:
-            await service.stop()
-
-    asyncio.run(main())
+def run(service: RecommendService, body: Callable[[Client], Awaitable[None]], front_end: str = "asgi") -> None:
+    call(service, body, front_end)
 
 
-def test_recommend_known_user(model: NetServingModel, fast_path: bool) -> None:
+def test_recommend_known_user(model: NetServingModel, front_end: str) -> None:
     async def body(c: Client) -> None:
         r = await c.post("/v1/recommend", json={"user": "3", "k": 7})
         assert r.status_code == 200, r.text
@@ -61,19 +53,19 @@ def test_recommend_known_user(model: NetServingModel, fast_path: bool) -> None:
         direct = model.recommend_batch([Query("3", (), 7)], Tier.FULL).results[0]
         assert [it["item"] for it in data["items"]] == direct.items
 
-    run(make_service(model), body, fast_path)
+    run(make_service(model), body, front_end)
 
 
-def test_integer_ids_are_accepted(model: NetServingModel, fast_path: bool) -> None:
+def test_integer_ids_are_accepted(model: NetServingModel, front_end: str) -> None:
     async def body(c: Client) -> None:
         a = (await c.post("/v1/recommend", json={"user": 3, "k": 5})).json()
         b = (await c.post("/v1/recommend", json={"user": "3", "k": 5})).json()
         assert a["items"] == b["items"]
 
-    run(make_service(model), body, fast_path)
+    run(make_service(model), body, front_end)
 
 
-def test_unknown_user_is_served_anonymously_from_recent_items(model: NetServingModel, fast_path: bool) -> None:
+def test_unknown_user_is_served_anonymously_from_recent_items(model: NetServingModel, front_end: str) -> None:
     async def body(c: Client) -> None:
         r = await c.post("/v1/recommend", json={"user": "stranger", "recent_items": ["1", "2"], "k": 5,
                                                 "exclude": ["10"]})
@@ -85,10 +77,10 @@ def test_unknown_user_is_served_anonymously_from_recent_items(model: NetServingM
         anon = (await c.post("/v1/recommend", json={"recent_items": ["1", "2"], "k": 5, "exclude": ["10"]})).json()
         assert anon["items"] == data["items"]
 
-    run(make_service(model), body, fast_path)
+    run(make_service(model), body, front_end)
 
 
-def test_an_event_changes_the_next_recommendation(model: NetServingModel, fast_path: bool) -> None:
+def test_an_event_changes_the_next_recommendation(model: NetServingModel, front_end: str) -> None:
     async def body(c: Client) -> None:
         before = (await c.post("/v1/recommend", json={"user": "new-user", "k": 10})).json()["items"]
         clicked = [str(i) for i in range(200, 210)]
@@ -103,7 +95,7 @@ def test_an_event_changes_the_next_recommendation(model: NetServingModel, fast_p
         r = await c.post("/v1/events", json={"user": "new-user", "item": "brand-new-item", "kind": "purchase"})
         assert r.json() == {"stored": True, "known_item": False}
 
-    run(make_service(model), body, fast_path)
+    run(make_service(model), body, front_end)
 
 
 @pytest.mark.parametrize(
@@ -117,17 +109,17 @@ def test_an_event_changes_the_next_recommendation(model: NetServingModel, fast_p
         ({"user": ""}, "user"),
     ],
 )
-def test_bad_requests_get_422_with_the_field(model: NetServingModel, fast_path: bool, payload: dict[str, Any],
+def test_bad_requests_get_422_with_the_field(model: NetServingModel, front_end: str, payload: dict[str, Any],
                                              where: str) -> None:
     async def body(c: Client) -> None:
         r = await c.post("/v1/recommend", json=payload)
         assert r.status_code == 422
         assert any(where in err["loc"] for err in r.json()["detail"]), r.text
 
-    run(make_service(model), body, fast_path)
+    run(make_service(model), body, front_end)
 
 
-def test_malformed_json_and_oversized_bodies(model: NetServingModel, fast_path: bool) -> None:
+def test_malformed_json_and_oversized_bodies(model: NetServingModel, front_end: str) -> None:
     async def body(c: Client) -> None:
         r = await c.post("/v1/recommend", content=b'{"user": ', headers={"content-type": "application/json"})
         assert r.status_code == 422 and r.json()["detail"]
@@ -146,7 +138,7 @@ def test_malformed_json_and_oversized_bodies(model: NetServingModel, fast_path: 
         r = await c.post("/v1/events", json={"user": "u", "item": "i", "kind": "like"})
         assert r.status_code == 422
 
-    run(make_service(model, max_body_bytes=1024), body, fast_path)
+    run(make_service(model, max_body_bytes=1024), body, front_end)
 
 
 def test_similar(model: NetServingModel) -> None:
@@ -198,7 +190,7 @@ def test_openapi_documents_every_endpoint_and_limit(model: NetServingModel) -> N
     assert req["properties"]["k"]["maximum"] == 50 and req["additionalProperties"] is False
 
 
-def test_overload_answers_503_with_retry_after_fast(model: NetServingModel, fast_path: bool) -> None:
+def test_overload_answers_503_with_retry_after_fast(model: NetServingModel, front_end: str) -> None:
     # a 0.05 ms budget no model call can meet: admission must refuse at once instead of queueing -- all but
     # the request that found the service idle (refusing that one would save no one any time)
     service = make_service(model, slo_p99_ms=0.05, adaptive_tiers=False)
@@ -213,7 +205,7 @@ def test_overload_answers_503_with_retry_after_fast(model: NetServingModel, fast
         metrics = (await c.get("/metrics")).text
         assert f"turborec_shed_total {float(len(shed))}" in metrics
 
-    run(service, body, fast_path)
+    run(service, body, front_end)
 
 
 def test_popular_tier_answers_without_the_model(model: NetServingModel) -> None:

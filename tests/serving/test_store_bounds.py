@@ -47,7 +47,7 @@ def test_the_bound_counts_a_users_items_and_forgets_evicted_bytes() -> None:
     assert store.bytes_used == 0 and one_user > 0
 
 
-def test_evictions_are_a_metric_and_long_ids_are_refused(model: NetServingModel, fast_path: bool) -> None:
+def test_evictions_are_a_metric_and_long_ids_are_refused(model: NetServingModel, front_end: str) -> None:
     settings = ServeSettings(slo_p99_ms=2000.0, max_id_length=64, store_max_bytes=64 * 1024)
     service = RecommendService(model, open_store(settings), settings)
 
@@ -63,10 +63,10 @@ def test_evictions_are_a_metric_and_long_ids_are_refused(model: NetServingModel,
         assert isinstance(service.store, MemoryStore)
         assert evicted > 0 and evicted == service.store.evictions
 
-    run(service, body, fast_path)
+    run(service, body, front_end)
 
 
-def test_an_events_token_guards_events(model: NetServingModel, fast_path: bool) -> None:
+def test_an_events_token_guards_events(model: NetServingModel, front_end: str) -> None:
     service = make_service(model, events_token=EVENTS_TOKEN)
 
     async def body(c: Client) -> None:
@@ -78,7 +78,7 @@ def test_an_events_token_guards_events(model: NetServingModel, fast_path: bool) 
         assert r.status_code == 200
         assert (await c.post("/v1/recommend", json={"user": "1"})).status_code == 200  # reads stay open
 
-    run(service, body, fast_path)
+    run(service, body, front_end)
 
 
 def test_the_lean_server_checks_the_events_token(model: NetServingModel) -> None:

@@ -27,28 +27,28 @@ from turborec.serving.server import background_server
         (b'{"user": true}', "user"),
     ],
 )
-def test_recommend_types_are_strict(model: NetServingModel, fast_path: bool, raw: bytes, where: str) -> None:
+def test_recommend_types_are_strict(model: NetServingModel, front_end: str, raw: bytes, where: str) -> None:
     async def body(c: Client) -> None:
         r = await c.post("/v1/recommend", content=raw, headers={"content-type": "application/json"})
         assert r.status_code == 422, r.text
         assert any(where in err["loc"] for err in r.json()["detail"]), r.text
 
-    run(make_service(model), body, fast_path)
+    run(make_service(model), body, front_end)
 
 
 @pytest.mark.parametrize("ts", [b"1e12", b"Infinity", b"-Infinity", b"NaN", b"1e309", b"true", b'"1700000000"',
                                 b"-5", b"12345"])
-def test_event_times_must_be_finite_and_sane(model: NetServingModel, fast_path: bool, ts: bytes) -> None:
+def test_event_times_must_be_finite_and_sane(model: NetServingModel, front_end: str, ts: bytes) -> None:
     async def body(c: Client) -> None:
         raw = b'{"user": "1", "item": "2", "ts": ' + ts + b"}"
         r = await c.post("/v1/events", content=raw, headers={"content-type": "application/json"})
         assert r.status_code == 422, r.text
         assert any("ts" in err["loc"] for err in r.json()["detail"]), r.text
 
-    run(make_service(model), body, fast_path)
+    run(make_service(model), body, front_end)
 
 
-def test_good_values_still_pass(model: NetServingModel, fast_path: bool) -> None:
+def test_good_values_still_pass(model: NetServingModel, front_end: str) -> None:
     async def body(c: Client) -> None:
         r = await c.post("/v1/recommend", json={"user": 1, "k": 3, "exclude_seen": False})
         assert r.status_code == 200 and len(r.json()["items"]) == 3
@@ -56,7 +56,7 @@ def test_good_values_still_pass(model: NetServingModel, fast_path: bool) -> None
             r = await c.post("/v1/events", json={"user": "1", "item": "2", "ts": ts})
             assert r.status_code == 200, r.text
 
-    run(make_service(model), body, fast_path)
+    run(make_service(model), body, front_end)
 
 
 def test_openapi_documents_the_reload_400(model: NetServingModel) -> None:
@@ -71,7 +71,7 @@ def _metric(text: str, endpoint: str, status: int) -> float:
     return 0.0
 
 
-def test_413_is_counted_on_every_front_end(model: NetServingModel, fast_path: bool) -> None:
+def test_413_is_counted_on_every_front_end(model: NetServingModel, front_end: str) -> None:
     async def body(c: Client) -> None:
         big = b'{"user": "' + b"x" * 70_000 + b'"}'
         for path in ("/v1/recommend", "/admin/reload"):
@@ -80,7 +80,7 @@ def test_413_is_counted_on_every_front_end(model: NetServingModel, fast_path: bo
         text = (await c.get("/metrics")).text
         assert _metric(text, "recommend", 413) == 1.0 and _metric(text, "other", 413) == 1.0, text
 
-    run(make_service(model), body, fast_path)
+    run(make_service(model), body, front_end)
 
 
 def test_413_and_431_are_counted_by_the_lean_server(model: NetServingModel) -> None:

@@ -26,8 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="largest micro-batch the service runs (default 64)")
     add_deprecated_alias(p, "--max-batch", "--batch-size", "max_batch", type=positive_int)
     p.add_argument("--max-wait-ms", type=float, default=None, help="longest a request waits for a batch (default 1)")
-    p.add_argument("--http", choices=("lean", "asgi", "fastapi"), default=None,
-                   help="HTTP front end: lean (default, fastest), asgi (uvicorn), fastapi (plain routes)")
+    p.add_argument("--http", choices=("lean", "asgi"), default=None,
+                   help="HTTP front end: lean (default: httptools on the event loop, least CPU per request) or "
+                        "asgi (the same app under uvicorn)")
     p.add_argument("--store", choices=("memory", "sqlite", "redis"), default=None, help="user-state store")
     p.add_argument("--store-path", default=None, help="SQLite file for --store sqlite")
     p.add_argument("--redis-url", default=None, help="redis://127.0.0.1:6379/0 for --store redis")

@@ -140,7 +140,7 @@ def build_application(settings: ServeSettings, options: RayServeOptions) -> Any:
             self.service.batch = self.recommend_one
 
         def __serve_build_asgi_app__(self) -> ASGIApp:
-            return create_app(self.service, fast_path=True)
+            return create_app(self.service)
 
         @serve.batch(max_batch_size=max_batch, batch_wait_timeout_s=wait_s)  # type: ignore[misc]
         async def recommend_one(self, requests: list[_Request]) -> list[Answer]:

@@ -1,11 +1,12 @@
-"""The HTTP layer: FastAPI routes (schema, docs, validation) plus a lean ASGI fast path for the hot endpoints.
+"""The HTTP layer: FastAPI (schema, docs, ops and admin routes) plus the hot endpoints answered from ASGI.
 
-``create_app`` returns an ASGI app. With ``fast_path`` (the default) the two
-hot endpoints, ``POST /v1/recommend`` and ``POST /v1/events``, are answered by
-:class:`LeanRouter` straight from ASGI with the *same* pydantic models and the
-same service calls, skipping FastAPI's dependency and response machinery
-(benchmarks/serving.py measures the difference); every other path, and the
-OpenAPI schema for all of them, is FastAPI's.
+``create_app`` returns an ASGI app. The three hot endpoints, ``POST /v1/recommend``,
+``/v1/score`` and ``/v1/events``, are answered by :class:`LeanRouter` straight from
+ASGI through ``serving/routes.py``'s ``HotRoutes`` -- the same code the lean httptools
+server (``httpserver.py``) calls -- so each is written once. FastAPI declares them for
+the OpenAPI schema only; every other path is FastAPI's. (A third front end that
+answered them through FastAPI's own routes cost 10-25% more server CPU per request
+than the lean server and was removed: benchmarks/front_ends.py, docs/benchmarks.md.)
 
 Unknown user ids are served as anonymous users: their live history (events
 posted under that id) and ``recent_items`` drive the user tower, and the
@@ -27,17 +28,13 @@ from fastapi.responses import JSONResponse, Response
 
 from turborec.errors import TurborecError, UnknownIdError
 from turborec.serving.docs import add_offline_docs
-from turborec.serving.events import EventsBacklogged
 from turborec.serving.metrics import CONTENT_TYPE
 from turborec.serving.routes import (
     Headers,
     HotRoutes,
     Respond,
-    answer_body,
     endpoint_label,
     header,
-    overloaded_response,
-    scored_body,
     too_large,
 )
 from turborec.serving.schemas import (
@@ -50,7 +47,7 @@ from turborec.serving.schemas import (
     SimilarResponse,
     build_schemas,
 )
-from turborec.serving.service import Overloaded, RecommendService, ReloadBusy, ReloadRefused
+from turborec.serving.service import RecommendService, ReloadBusy, ReloadRefused
 
 log = logging.getLogger("turborec.serving")
 
@@ -204,7 +201,7 @@ class LeanRouter:
 
 
 # -------------------------------------------------------------------- FastAPI
-def create_app(service: RecommendService, *, fast_path: bool = True) -> ASGIApp:
+def create_app(service: RecommendService) -> ASGIApp:
     """The service's ASGI app (lifespan starts and stops ``service``)."""
     settings = service.settings
     schemas = build_schemas(settings)
@@ -232,16 +229,6 @@ def create_app(service: RecommendService, *, fast_path: bool = True) -> ASGIApp:
         503: {"model": ErrorResponse, "description": "overloaded: retry after the Retry-After header"},
     }
 
-    @app.exception_handler(Overloaded)
-    @app.exception_handler(EventsBacklogged)
-    async def _overloaded(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, (Overloaded, EventsBacklogged))
-        endpoint = "events" if isinstance(exc, EventsBacklogged) else "recommend"
-        service.metrics.requests.labels(endpoint=endpoint, status="503").inc()
-        body, headers = overloaded_response(exc)
-        return Response(body, status_code=503, headers={k.decode(): v.decode() for k, v in headers},
-                        media_type="application/json")
-
     @app.exception_handler(UnknownIdError)
     async def _unknown(_: Request, exc: UnknownIdError) -> Response:
         return JSONResponse({"detail": str(exc)}, status_code=404)
@@ -260,19 +247,17 @@ def create_app(service: RecommendService, *, fast_path: bool = True) -> ASGIApp:
         detail = [{k: e[k] for k in ("type", "loc", "msg") if k in e} for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
 
+    # POST /v1/recommend, /v1/score and /v1/events are answered by HotRoutes (LeanRouter below, or the lean
+    # server) before FastAPI sees them: these three declarations give the OpenAPI schema their request and
+    # response models and errors; their bodies never run
     @app.post("/v1/recommend", response_model=RecommendResponse, responses=errors, tags=["recommend"])
     async def recommend(body: RecommendRequest) -> Response:  # type: ignore[valid-type]
-        req: Any = body
-        answer = await service.recommend(req.user, req.recent_items, req.k, req.exclude, req.exclude_seen)
-        return Response(answer_body(answer), media_type="application/json",
-                        headers={"x-turborec-tier": answer.tier.label})
+        raise _answered_by_hot_routes()
 
     @app.post("/v1/score", response_model=ScoreResponse, responses=errors, tags=["score"],
               summary="click probabilities of rows of raw feature values (CTR rankers)")
     async def score(body: ScoreRequest) -> Response:  # type: ignore[valid-type]
-        scored = await service.score(body.rows)  # type: ignore[attr-defined]
-        return Response(scored_body(scored), media_type="application/json",
-                        headers={"x-turborec-tier": scored.tier.label})
+        raise _answered_by_hot_routes()
 
     @app.get("/v1/similar", response_model=SimilarResponse, responses={404: {"model": ErrorResponse}},
              tags=["recommend"])
@@ -284,21 +269,12 @@ def create_app(service: RecommendService, *, fast_path: bool = True) -> ASGIApp:
         return Response(orjson.dumps({"item": item, "items": items, "model_version": version}),
                         media_type="application/json")
 
-    event_routes = HotRoutes(service)
     event_errors = {**errors, 401: {"model": ErrorResponse, "description": "events token missing or wrong "
                                     "(only when the service has one: TURBOREC_SERVE_EVENTS_TOKEN)"}}
 
     @app.post("/v1/events", response_model=EventResponse, responses=event_errors, tags=["events"])
-    async def events(request: Request, body: EventRequest) -> Response:  # type: ignore[valid-type]
-        if not event_routes.events_allowed(request.headers.get("authorization", "").encode()):
-            event_routes.count("events", 401)
-            return JSONResponse({"detail": "events token missing or wrong"}, status_code=401,
-                                headers={"www-authenticate": "Bearer"})
-        ev: Any = body
-        known = service.record_event(ev.user, ev.item, ev.kind, ev.ts)
-        if isinstance(known, asyncio.Future):
-            known = await known
-        return JSONResponse({"stored": True, "known_item": known})
+    async def events(body: EventRequest) -> Response:  # type: ignore[valid-type]
+        raise _answered_by_hot_routes()
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -335,12 +311,16 @@ def create_app(service: RecommendService, *, fast_path: bool = True) -> ASGIApp:
         new, old = await service.reload(artifact)
         return JSONResponse({"model_version": new, "previous_version": old})
 
-    inner: ASGIApp = LeanRouter(service, app) if fast_path else app
+    inner: ASGIApp = LeanRouter(service, app)
 
     def count(path: str, status: int) -> None:
         service.metrics.requests.labels(endpoint=endpoint_label(path), status=str(status)).inc()
 
     return BodyLimit(inner, settings.max_body_bytes, count)
+
+
+def _answered_by_hot_routes() -> RuntimeError:
+    return RuntimeError("POST /v1/recommend, /v1/score and /v1/events are answered by HotRoutes (LeanRouter)")
 
 
 def _check_admin(request: Request, token: str | None) -> Response | None:

@@ -68,7 +68,7 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
 async def _serve_lean(service: RecommendService, settings: ServeSettings, stop: asyncio.Event,
                       started: Callable[[], object] | None = None, box: list[int] | None = None,
                       worker: int | None = None) -> None:
-    server = LeanHTTPServer(service, create_app(service, fast_path=False), worker=worker)
+    server = LeanHTTPServer(service, create_app(service), worker=worker)
     await server.start(settings.host, settings.port, reuse_port=settings.workers > 1)
     if box is not None:
         box.append(server.port)
@@ -102,7 +102,7 @@ def run_server(settings: ServeSettings, model: ServingModel | None = None, *, wo
 
             _run(main())
         else:
-            app = create_app(service, fast_path=settings.http == "asgi")
+            app = create_app(service)
             server = uvicorn.Server(uvicorn_config(app, settings))
             if on_ready is not None:
                 _call_when_started(server, on_ready)
@@ -152,7 +152,7 @@ def background_server(service: RecommendService, *, http: str | None = None) -> 
             if loop_box and stop_box:
                 loop_box[0].call_soon_threadsafe(stop_box[0].set)
     else:
-        server = uvicorn.Server(uvicorn_config(create_app(service, fast_path=kind == "asgi"), settings))
+        server = uvicorn.Server(uvicorn_config(create_app(service), settings))
         thread = threading.Thread(target=lambda: asyncio.run(server.serve()), name="turborec-server", daemon=True)
 
         def shutdown() -> None:

@@ -19,7 +19,7 @@ from turborec.errors import ConfigError
 ENV_PREFIX = "TURBOREC_SERVE_"
 STORE_KINDS = ("memory", "sqlite", "redis")
 EXECUTORS = ("thread", "inline")
-HTTP_PATHS = ("lean", "asgi", "fastapi")
+HTTP_PATHS = ("lean", "asgi")
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,10 @@ class ServeSettings:
     # under overload requests wait unread behind each batch: benchmarks/serving.py measured 503s at p99 155 ms
     # inline against 2.4 ms with the thread, and admitted p99 59.6 against 17.6 ms on the 1M catalog)
     executor: str = "thread"
-    # lean: our httptools server for the hot endpoints (+ FastAPI for the rest); asgi: uvicorn with the hot
-    # endpoints answered straight from ASGI; fastapi: uvicorn with plain FastAPI routes (benchmarks compare)
+    # lean: our httptools server for the hot endpoints (+ FastAPI for the rest); asgi: uvicorn running the same
+    # app (hot endpoints answered by the same HotRoutes through app.LeanRouter). benchmarks/front_ends.py: lean
+    # costs 4-12% less server CPU per request than asgi; a third, plain-FastAPI-routes path cost 10-25% more
+    # than lean and was removed
     http: str = "lean"
     # admission: shed when the expected time to answer exceeds this fraction of the budget
     shed_at: float = 0.8
