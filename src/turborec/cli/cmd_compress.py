@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prune", type=float, metavar="RATIO", help="fraction of hidden neurons to remove, in (0, 1)")
     p.add_argument("--distill", action="append", type=key_value, default=[], metavar="KEY=VALUE",
                    help="train a smaller student, repeatable (e.g. dim=16, hidden=64); needs --data")
-    p.add_argument("--alpha", type=float, default=3.0, help="weight of the distillation term (default 3)")
+    p.add_argument("--alpha", type=float, default=0.3, help="weight of the distillation term (default 0.3)")
     p.add_argument("--finetune", type=int, default=0, metavar="EPOCHS",
                    help="fine-tune after pruning / with fake-quantized tables (needs --data)")
     p.add_argument("--report", action="store_true", help="measure standard variants instead of writing one")
