@@ -123,6 +123,7 @@ def sharded_adam_steps(ctx: DistContext, args: list[str]) -> dict[str, Any]:
     from turborec.distributed.spec import ShardedTrainSpec
     from turborec.distributed.train import ShardedParallel
     from turborec.train import TrainConfig
+    from turborec.train.trainer import adam
 
     mode, kind = args[0], args[1]
     reference = _tiny_net(share=False)
@@ -132,7 +133,7 @@ def sharded_adam_steps(ctx: DistContext, args: list[str]) -> dict[str, Any]:
     par = ShardedParallel(ctx, spec, log=lambda _: None)
     train_net = par.prepare(net)
     opt = par.optimizer(train_net, TrainConfig(lr=0.01))
-    ref_opt = torch.optim.Adam(reference.parameters(), lr=0.01)
+    ref_opt = adam(reference.parameters(), TrainConfig(lr=0.01))  # the estimator's Adam, as ShardedParallel's
     ref_params = dict(reference.named_parameters())
     gen = torch.Generator().manual_seed(5)
     all_items = torch.arange(20)

@@ -176,3 +176,29 @@ def test_artifact_stores_index_data_narrow_and_loads_it_as_int64(ml_small_dir: P
     before, after = model.recommend(users, N=10), again.recommend(users, N=10)
     np.testing.assert_array_equal(before[0], after[0])
     np.testing.assert_allclose(before[1], after[1], rtol=1e-6)
+
+
+def test_a_user_batch_split_by_rows_keeps_each_users_targets_and_seen_items() -> None:
+    """A sharded run trains each process on its users of the global per-user batch: the two halves hold
+    every target and visible item of the whole batch once, re-indexed to their own rows."""
+    import torch
+
+    from turborec.train.estimators import _user_batch
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 9, 12)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    items = rng.integers(0, 40, int(offsets[-1]))
+    whole = _user_batch(np.arange(12), offsets, items, 0.5, 5, np.random.default_rng(1), torch.device("cpu"))
+    halves = [whole.rows(0, 6), whole.rows(6, 12)]
+
+    def pairs(rows: torch.Tensor, its: torch.Tensor, users: torch.Tensor) -> set[tuple[int, int]]:
+        return {(int(users[r]), int(i)) for r, i in zip(rows, its)}
+
+    for kind in ("target", "seen"):
+        want = pairs(getattr(whole, f"{kind}_rows"), getattr(whole, f"{kind}_items"), whole.users)
+        got = [pairs(getattr(h, f"{kind}_rows"), getattr(h, f"{kind}_items"), h.users) for h in halves]
+        assert got[0] | got[1] == want and not got[0] & got[1]
+        assert sum(len(getattr(h, f"{kind}_rows")) for h in halves) == len(getattr(whole, f"{kind}_rows"))
+    assert torch.equal(torch.cat([h.history for h in halves]), whole.history)
+    assert all(int(h.target_rows.max()) < 6 for h in halves)

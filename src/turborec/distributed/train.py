@@ -42,7 +42,7 @@ from turborec.distributed.tables import ShardedNet, shard_net
 from turborec.errors import ConfigError
 from turborec.train import TrainConfig, TrainHistory, TwoTowerRecommender
 from turborec.train.options import make_estimator
-from turborec.train.trainer import LoopState, Parallel
+from turborec.train.trainer import LoopState, Parallel, adam
 
 
 class ShardedParallel(Parallel):
@@ -76,7 +76,7 @@ class ShardedParallel(Parallel):
         params = list(s.dense_params.values())
         if not self.table_optimizer.fused:
             params += [p for p in s.table_params if p.numel()]
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        return adam(params, config)  # the estimator's Adam (fused where torch has the kernel): the same steps
 
     def evaluate(self, score: Callable[[], float]) -> Callable[[], float]:
         def scored() -> float:

@@ -225,6 +225,14 @@ class _UserBatch:
     items: torch.Tensor
     negatives: torch.Tensor
 
+    def rows(self, lo: int, hi: int) -> _UserBatch:
+        """Users ``lo:hi`` of this batch (a process's share of a global batch), their targets re-indexed."""
+        t = (self.target_rows >= lo) & (self.target_rows < hi)
+        s = (self.seen_rows >= lo) & (self.seen_rows < hi)
+        return _UserBatch(users=self.users[lo:hi], history=self.history[lo:hi], target_rows=self.target_rows[t] - lo,
+                          target_items=self.target_items[t], seen_rows=self.seen_rows[s] - lo,
+                          seen_items=self.seen_items[s], items=self.items, negatives=self.negatives)
+
 
 def _unique_histories(histories: Histories) -> tuple[np.ndarray, np.ndarray]:
     """(offsets, items) of each user's distinct items in time order (a repeated item at its last time)."""
@@ -274,7 +282,7 @@ def _user_batch(
 class TwoTowerRecommender(Recommender):
     """Two-tower retrieval. Default objective "users": per user, a random half of its items hidden from
     the history input and predicted with one softmax over the catalog (Mult-DAE style). "pairs" (and any
-    catalog above ``full_softmax_below``, or a sharded run): one example per (user, item) pair, with the
+    catalog above ``full_softmax_below``): one example per (user, item) pair, with the
     full softmax on small catalogs, else in-batch negatives with log-Q correction plus uniformly sampled
     negatives (mixed negative sampling, Yang et al. 2020)."""
 
@@ -283,7 +291,7 @@ class TwoTowerRecommender(Recommender):
     # batch_size counts interactions per step for either objective (a "users" step holds whole users).
     # The training defaults follow the objective that trains: ``default_train`` for "users" (the default
     # objective), ``pairs_train`` for "pairs", also where "users" falls back to pairs (a catalog above
-    # full_softmax_below, a sharded run). Options set by the caller apply on top of either.
+    # full_softmax_below). Options set by the caller apply on top of either.
     default_train = TrainConfig(epochs=300, batch_size=4096, lr=3e-3, weight_decay=0.0, patience=15)
     pairs_train = TrainConfig(epochs=60, batch_size=512, lr=2e-3, weight_decay=0.0, patience=5)
     # an extra training term f(batch) -> scalar added to the loss (e.g. distillation from a
@@ -311,8 +319,8 @@ class TwoTowerRecommender(Recommender):
         assert isinstance(self.net, TwoTowerNet) and self.histories is not None
         par = self.parallel
         cfg = self.config
-        # the per-user objective is single-process (its steps hold whole users, not rows of a global batch)
-        users = cfg.objective == "users" and train.n_items <= cfg.full_softmax_below and par.world_size == 1
+        # the per-user objective needs the full softmax (small catalogs); sharded, each process trains its users
+        users = cfg.objective == "users" and train.n_items <= cfg.full_softmax_below
         if not users:
             self._use_pairs_defaults()
         net = par.prepare(self.net)  # the net itself, or a copy with sharded tables
@@ -322,7 +330,7 @@ class TwoTowerRecommender(Recommender):
         batches: Callable[[int], Iterator[Any]]
         objective: Callable[[Any], torch.Tensor]
         if users:
-            batches, objective, extras = self._user_objective(net, train, average)
+            batches, objective, extras = self._user_objective(net, train, average, par)
         else:
             batches, objective, extras = self._pair_objective(net, train, average, par)
         aux = self.aux_loss
@@ -339,7 +347,7 @@ class TwoTowerRecommender(Recommender):
         par.finish()
 
     def _user_objective(
-        self, net: TwoTowerNet, train: Interactions, average: _WeightAverage | None
+        self, net: TwoTowerNet, train: Interactions, average: _WeightAverage | None, par: Parallel
     ) -> tuple[Callable[[int], Iterator[_UserBatch]], Callable[[_UserBatch], torch.Tensor], dict[str, Any]]:
         """Per-user batches: hide a random ``holdout`` share of each user's items, predict them from the rest.
 
@@ -361,7 +369,13 @@ class TwoTowerRecommender(Recommender):
             ends = np.cumsum(lengths[order])
             cuts = np.searchsorted(ends, np.arange(tcfg.batch_size, int(ends[-1]), tcfg.batch_size), side="left") + 1
             for sel in np.split(order, np.unique(cuts[cuts < len(order)])):
-                yield _user_batch(sel, offsets, items, cfg.holdout, width, gen, dev)
+                batch = _user_batch(sel, offsets, items, cfg.holdout, width, gen, dev)
+                # every process draws the global batch (same RNG calls) and trains on its users of it
+                lo, hi = par.rows(len(sel))
+                if (lo, hi) == (0, len(sel)):
+                    yield batch
+                elif hi > lo:
+                    yield batch.rows(lo, hi)
 
         def loss(b: _UserBatch) -> torch.Tensor:
             if average is not None:
