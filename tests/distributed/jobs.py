@@ -114,7 +114,7 @@ def torchrec_shards(ctx: DistContext, args: list[str]) -> dict[str, Any]:
 
 def sharded_adam_steps(ctx: DistContext, args: list[str]) -> dict[str, Any]:
     """Three steps of a full-softmax loss on global batches: sharded tables, each rank on its half of the rows,
-    through ShardedParallel's optimizer and step, vs one process on the whole batches with plain Adam.
+    through ShardedParallel's optimizer and step, vs one process on the whole batches with the estimator's Adam.
 
     Returns per parameter the difference of the first step's gradients (after ShardedParallel averaged and
     scaled them) and, after three steps, the cosine between the two runs' weight changes. (Adam divides by
