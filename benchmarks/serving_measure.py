@@ -3,10 +3,10 @@
 - ``start_timed``: start a server process and time it to its first 200 on a real request (cold start);
 - ``tree_rss_mb``: resident memory of the server's whole process tree (Triton, LitServe and Ray run
   several processes; counting only the first would flatter them);
-- ``latency_point``: p50/p99/p99.9 of one load window;
 - ``back_to_normal_s``: after a storm, how long until every 250 ms window is back within the SLO
   with nothing refused or failed;
-- ``plot_rate_p99``: every probe of every server, offered rate against p99 (log axis).
+- ``plot_rate_p99``: every probe of every server, offered rate against p99 (log axes), a line through each
+  rate's median.
 """
 
 from __future__ import annotations
@@ -129,21 +129,6 @@ def stop_tree(proc: subprocess.Popen[bytes]) -> None:
             os.kill(pid, 9)
 
 
-def latency_point(result: Any, rate: float, window: tuple[float, float]) -> dict[str, float]:
-    """p50/p99/p99.9 (ms, over 200s, from each request's scheduled time) and refused/failed shares."""
-    sel = (result.scheduled >= window[0]) & (result.scheduled < window[1])
-    status, lat = result.status[sel], result.latency[sel] * 1000
-    ok = status == 200
-
-    def pct(q: float) -> float:
-        return float(np.percentile(lat[ok], q, method="higher")) if ok.any() else math.nan
-
-    n = max(int(sel.sum()), 1)
-    return {"rate": rate, "p50_ms": pct(50), "p99_ms": pct(99), "p999_ms": pct(99.9),
-            "shed_fraction": float(np.sum(status == 503)) / n,
-            "error_fraction": float(np.sum((status != 200) & (status != 503))) / n}
-
-
 def back_to_normal_s(result: Any, t_down: float, t_end: float, slo_ms: float, bin_s: float = 0.25) -> float:
     """Seconds after ``t_down`` until every later ``bin_s`` window (by scheduled time) has p99 <= SLO and no
     503s or errors (inf: never within the run)."""
@@ -177,9 +162,14 @@ def plot_rate_p99(workloads: list[dict[str, Any]], slo_ms: float, path: Path) ->
             pts = sorted((p["rate"], p["p99_ms"]) for p in row.get("probes", []) if p["p99_ms"] == p["p99_ms"])
             if not pts:
                 continue
-            xs, ys = zip(*pts)
-            line, = ax.plot(xs, ys, marker="o", ms=3.5, lw=1.2, label=f"{row['variant']} "
+            # every probe a dot; the line joins each rate's median (a rate probed again shows its spread)
+            by_rate: dict[float, list[float]] = {}
+            for x, y in pts:
+                by_rate.setdefault(x, []).append(y)
+            xs = sorted(by_rate)
+            line, = ax.plot(xs, [float(np.median(by_rate[x])) for x in xs], lw=1.2, label=f"{row['variant']} "
                             f"({row['sustainable_rate']:,.0f} req/s)")
+            ax.scatter(*zip(*pts), s=12, color=line.get_color(), alpha=0.7)
             if row.get("sustainable_rate"):
                 ax.axvline(row["sustainable_rate"], color=line.get_color(), lw=0.6, ls=":")
         ax.axhline(w["slo_ms"], color="black", ls="--", lw=1, label=f"SLO p99 {w['slo_ms']:g} ms")

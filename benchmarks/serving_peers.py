@@ -129,8 +129,9 @@ def serve_litserve(artifact: Path, port: int, max_batch: int, max_wait_ms: float
     api.artifact = artifact
     server = ls.LitServer(api, accelerator="cpu", devices=1, workers_per_device=int(options.get("workers", 1)),
                           timeout=30, healthcheck_path="/healthz", fast_queue=bool(options.get("fast_queue", False)))
+    uvicorn = {k: options[k] for k in ("loop", "http") if k in options}  # LitServe hands these to uvicorn.Config
     server.run(host="127.0.0.1", port=port, num_api_servers=int(options.get("api_servers", 1)), log_level="warning",
-               generate_client_file=False)
+               generate_client_file=False, **uvicorn)
 
 
 # ------------------------------------------------------------------- Triton
@@ -243,3 +244,26 @@ def serve_ray(artifact: Path, port: int, max_batch: int, max_wait_ms: float, opt
 
 
 SERVERS = {"litserve": serve_litserve, "triton": serve_triton, "ray": serve_ray}
+
+# What ``benchmarks/serving.py --peer-tuning`` tries for each server, most promising first (``--tuning-max``
+# keeps the first N); the best goes to the main table. ``max_batch``/``max_wait_ms``: the server's batching
+# (LitServe ``max_batch_size``/``batch_timeout``, Triton's dynamic batcher, Ray's ``@serve.batch``); the rest are
+# the adapters' options above. uvicorn picks uvloop and httptools where installed (LitServe and the naive
+# endpoint both run on it), so those are the baseline, not a variant.
+TUNINGS: dict[str, list[dict[str, Any]]] = {
+    "litserve": [
+        {},  # LitServe's multiprocessing queues, one API server and one inference worker; batch 64 / 1 ms
+        {"fast_queue": True},  # ZeroMQ between the API server and the worker
+        {"fast_queue": True, "max_batch": 16, "max_wait_ms": 0.5},
+        {"fast_queue": True, "max_batch": 8, "max_wait_ms": 0.5},
+        {"fast_queue": True, "max_batch": 64, "max_wait_ms": 5.0},
+        {"fast_queue": True, "api_servers": 2},
+        {"fast_queue": True, "workers": 2},  # two inference workers (workers_per_device)
+    ],
+    "naive": [
+        {"handler": "async"},  # the model called on the event loop
+        {"handler": "sync"},  # FastAPI's thread pool
+    ],
+    "ray": [{}, {"max_batch": 16, "max_wait_ms": 0.5}, {"max_ongoing": 32, "max_queued": 64}],
+    "triton": [{}, {"preferred": "8,16", "max_wait_ms": 0.5}, {"http_threads": 2}],
+}

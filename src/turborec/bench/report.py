@@ -27,6 +27,7 @@ class LoadSummary:
     max_ms: float
     shed_p99_ms: float  # how fast the 503s came back
     send_lag_p99_ms: float  # how late the generator itself was (a health check of the measurement)
+    p999_ms: float = math.nan
 
     @property
     def error_fraction(self) -> float:
@@ -72,6 +73,7 @@ def summarize(result: LoadResult, offered_rate: float, window: tuple[float, floa
         max_ms=_pct(lat[ok], 100),
         shed_p99_ms=_pct(lat[shed], 99),
         send_lag_p99_ms=_pct(result.send_lag[sel], 99),
+        p999_ms=_pct(lat[ok], 99.9),
     )
 
 
@@ -92,9 +94,25 @@ def meets_slo(s: LoadSummary, slo_p99_ms: float, max_error_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
+class Probe:
+    rate: float
+    summary: LoadSummary
+    passed: bool
+    phase: str  # "climb", "descend", "refine" or "confirm"
+
+
+@dataclass(frozen=True)
 class RateSearch:
-    sustainable_rate: float  # highest probed rate that met the SLO (0 if none)
-    probes: tuple[tuple[float, LoadSummary, bool], ...]
+    sustainable_rate: float  # highest rate whose fresh repeats met the SLO (0: none within the probe budget)
+    search_rate: float  # highest rate the search itself judged passing (before the confirming repeats)
+    probes: tuple[Probe, ...]
+    repeats: tuple[LoadSummary, ...]  # the confirming repeats at ``sustainable_rate`` (empty if none)
+    capped: bool  # the answer is ``max_rate``: the server may carry more than the search offered
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sustainable_rate": self.sustainable_rate, "search_rate": self.search_rate, "capped": self.capped,
+                "probes": [{"rate": p.rate, "ok": p.passed, "phase": p.phase, **p.summary.to_dict()}
+                           for p in self.probes]}
 
 
 def find_sustainable_rate(
@@ -104,42 +122,135 @@ def find_sustainable_rate(
     max_rate: float = 20_000.0,
     growth: float = 2.0,
     rel_tolerance: float = 0.1,
-    max_probes: int = 12,
+    max_probes: int = 24,
+    repeats: int = 3,
+    failed_rungs_to_stop: int = 2,
+    min_rate: float | None = None,
+    clear_miss: float = 2.0,
     passes: Callable[[LoadSummary], bool] | None = None,
 ) -> RateSearch:
-    """Highest rate with p99 <= SLO: grow geometrically until a probe fails, then bisect.
+    """Highest rate that holds the SLO, on a p99-vs-rate curve that is noisy (a probe can miss by chance).
 
-    ``probe(rate)`` runs a load at ``rate`` and summarizes it. Stops when the
-    bracket is within ``rel_tolerance`` or after ``max_probes`` probes.
+    ``probe(rate)`` runs a load at ``rate`` and summarizes it; ``passes`` judges one probe (default
+    :func:`meets_slo`). A *rate is judged* by probing it once; a pass stands, a miss is repeated until a
+    majority of ``repeats`` probes decides (so one unlucky window does not fail a rate). A miss with p99
+    above ``clear_miss`` x SLO or with more than 1% refused/failed is an overload, not noise: it fails
+    the rate at once.
+
+    1. Climb the ladder ``start_rate * growth**i`` (up to ``max_rate``). A failed rung does not end the
+       climb: only ``failed_rungs_to_stop`` consecutive failed rungs above a passing one do (before any
+       rung passed, only clear misses count, so a server whose p99 is noisy at low rates, as idle cores'
+       wake-ups make it, is still looked at higher up).
+    2. No rung passed: descend ``start_rate / growth**i`` down to ``min_rate`` (default ``start_rate /
+       growth**6``) until one does, skipping a rung below a deep overload.
+    3. Refine geometrically between the highest passing rate and the lowest failed rate above it until
+       they are within ``rel_tolerance``.
+    4. Confirm: ``repeats`` fresh probes at the answer; a majority must pass (for an odd count, the median
+       of their p99 is within the SLO). Else step down (``rel_tolerance``, or to the next lower rate that
+       passed) and confirm again while probes are left.
+
+    Every answer but ``max_rate`` has a failed probe above it. At most ``max_probes`` probes in all
+    (``repeats`` of them are kept for the first confirmation, and refinement leaves room for a second).
     """
-    if start_rate <= 0 or max_rate < start_rate or growth <= 1:
-        raise ConfigError(f"bad rate search bounds: start {start_rate}, max {max_rate}, growth {growth}")
+    if start_rate <= 0 or max_rate < start_rate or growth <= 1 or repeats < 1 or max_probes < repeats + 1:
+        raise ConfigError(f"bad rate search bounds: start {start_rate}, max {max_rate}, growth {growth}, "
+                          f"repeats {repeats}, max probes {max_probes}")
     ok = passes or (lambda s: meets_slo(s, slo_p99_ms))
-    probes: list[tuple[float, LoadSummary, bool]] = []
+    floor = min_rate if min_rate is not None else start_rate / growth**6
+    majority = repeats // 2 + 1
+    probes: list[Probe] = []
+    verdicts: dict[float, bool] = {}  # rate -> judged passing (search phases)
 
-    def run(rate: float) -> bool:
-        summary = probe(rate)
-        good = ok(summary)
-        probes.append((rate, summary, good))
-        return good
+    def overloaded(s: LoadSummary) -> bool:
+        return s.ok == 0 or s.p99_ms > clear_miss * slo_p99_ms or s.shed_fraction + s.error_fraction > 0.01
 
-    lo, hi = 0.0, None
+    def budget(reserve: int) -> int:
+        return max_probes - reserve - len(probes)
+
+    def judge(rate: float, phase: str) -> bool | None:
+        """The rate's verdict (None: out of probes before one was reached)."""
+        wins = losses = 0
+        while budget(repeats) > 0:
+            s = probe(rate)
+            good = ok(s)
+            probes.append(Probe(rate, s, good, phase))
+            if good:
+                wins += 1
+            else:
+                losses += 1
+            if wins and not losses:  # a first pass stands
+                verdicts[rate] = True
+                return True
+            if not good and overloaded(s):
+                verdicts[rate] = False
+                return False
+            if wins >= majority:
+                verdicts[rate] = True
+                return True
+            if losses > repeats - majority:
+                verdicts[rate] = False
+                return False
+        return None
+
+    def clear(rate: float) -> bool:
+        return any(p.rate == rate and not p.passed and overloaded(p.summary) for p in probes)
+
+    # 1. climb
+    rungs = []
     rate = start_rate
-    while len(probes) < max_probes:
-        if not run(rate):
-            hi = rate
+    while rate < max_rate * (1 - 1e-9):
+        rungs.append(rate)
+        rate *= growth
+    rungs.append(max_rate)
+    streak = 0
+    for rate in rungs:
+        verdict = judge(rate, "climb")
+        if verdict is None:
             break
-        lo = rate
-        if rate >= max_rate:
+        if verdict:
+            streak = 0
+        elif any(verdicts.values()) or clear(rate):
+            streak += 1
+        if streak >= failed_rungs_to_stop:
             break
-        rate = min(rate * growth, max_rate)
-    while hi is not None and len(probes) < max_probes and (hi - lo) > rel_tolerance * max(lo, 1.0):
-        mid = (lo + hi) / 2 if lo > 0 else hi / growth
-        if run(mid):
-            lo = mid
-        else:
-            hi = mid
-    return RateSearch(lo, tuple(probes))
+    # 2. descend (two rungs at a time past a deep overload: p99 over 10x the SLO or over 10% refused/failed)
+    rate = start_rate / growth
+    while not any(verdicts.values()) and rate >= floor * (1 - 1e-9) and budget(repeats) > 0:
+        judge(rate, "descend")
+        last = probes[-1].summary
+        deep = last.ok == 0 or last.p99_ms > 10 * slo_p99_ms or last.shed_fraction + last.error_fraction > 0.1
+        rate /= growth**2 if deep and rate / growth**2 >= floor * (1 - 1e-9) else growth
+
+    def bracket() -> tuple[float, float | None]:
+        lo = max((r for r, v in verdicts.items() if v), default=0.0)
+        hi = min((r for r, v in verdicts.items() if not v and r > lo), default=None)
+        return lo, hi
+
+    # 3. refine, keeping probes for a second confirmation (the first may fail: the search's passes were single
+    # probes, the luckiest of which is the answer)
+    lo, hi = bracket()
+    while lo > 0 and hi is not None and hi > lo * (1 + rel_tolerance) and budget(2 * repeats) > 0:
+        if judge(math.sqrt(lo * hi), "refine") is None:
+            break
+        lo, hi = bracket()
+    search_rate = lo
+    # 4. confirm
+    confirmed: tuple[LoadSummary, ...] = ()
+    rate = lo
+    while rate > 0 and budget(0) >= repeats:
+        runs: list[LoadSummary] = []
+        while len(runs) < repeats and len(runs) - sum(map(ok, runs)) <= repeats - majority:  # until it must fail
+            s = probe(rate)
+            runs.append(s)
+            probes.append(Probe(rate, s, ok(s), "confirm"))
+        if sum(map(ok, runs)) >= majority:
+            confirmed = tuple(runs)
+            break
+        lower = [r for r, v in verdicts.items() if v and r < rate]
+        step = rate / (1 + rel_tolerance)
+        rate = max(max(lower, default=0.0), step if step >= floor else 0.0)
+    answer = rate if confirmed else 0.0
+    return RateSearch(answer, search_rate, tuple(probes), confirmed, bool(confirmed) and answer >= max_rate)
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
