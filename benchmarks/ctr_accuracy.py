@@ -7,10 +7,11 @@ synthetic click logs with known pairwise interactions, trained by the CLI's own 
 Every model is trained by ``turborec.train.ctr_recipe.train_ctr`` with the preset that
 ``turborec train --task ctr`` uses for the format (criteo, avazu), so the CLI trains what this
 table reports: per seed the rows are shuffled and split 8:1:1, the encoder is fitted on the
-training part only, logistic regression (LR) is fitted first, DLRM / DCN-V2 (wide-and-deep) start
-from it (``warm_start_wide``; their fit time includes LR's), every model early-stops on validation
-AUC and logloss, and the non-LR models are Platt-calibrated on the validation rows. One torch
-thread (``--threads``).
+training part only, logistic regression (LR) is fitted first, FM, DeepFM and the wide-and-deep DLRM /
+DCN-V2 start at its logits (``warm_start_from_logreg``; their fit time includes LR's), every model
+early-stops on validation AUC and logloss (a warm-started one keeps its LR-equivalent start unless
+training beats its calibrated validation logloss), and the non-LR models are Platt-calibrated on the
+validation rows when that lowers their validation logloss. One torch thread (``--threads``).
 
 Real data (../shared/data): the Criteo 10k sample and the 9,999-row Avazu sample (its two files
 concatenated). Synthetic: ``SyntheticCTRConfig(vocab_sizes=SYNTHETIC_VOCAB)`` (8 categorical

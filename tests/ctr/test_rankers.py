@@ -19,7 +19,7 @@ from turborec.models.rankers import (
     LogisticRegression,
     RankerNet,
     build_ranker,
-    warm_start_wide,
+    warm_start_from_logreg,
 )
 
 CARDS = (5, 7, 11, 3)
@@ -92,7 +92,7 @@ def test_warm_start_reproduces_logistic_regression_then_trains_deep_part(kind: s
     model = build_ranker(kind, {"wide": True}, cardinalities=CARDS, n_dense=n_dense)
     dense, sparse = _batch(9, n_dense)
     assert not torch.allclose(model(dense, sparse), logreg(dense, sparse))
-    warm_start_wide(model, logreg)
+    warm_start_from_logreg(model, logreg)
     torch.testing.assert_close(model(dense, sparse), logreg(dense, sparse))
     # the deep part still gets gradients through the zeroed output layer, so it can learn
     model(dense, sparse).sum().backward()
@@ -104,9 +104,9 @@ def test_warm_start_needs_a_wide_term_and_matching_features() -> None:
     logreg = build_ranker("logreg", cardinalities=CARDS, n_dense=2)
     assert isinstance(logreg, LogisticRegression)
     with pytest.raises(ConfigError, match="wide=True"):
-        warm_start_wide(build_ranker("dlrm", cardinalities=CARDS, n_dense=2), logreg)
+        warm_start_from_logreg(build_ranker("dlrm", cardinalities=CARDS, n_dense=2), logreg)
     with pytest.raises(ConfigError, match="cardinalities"):
-        warm_start_wide(build_ranker("dcnv2", {"wide": True}, cardinalities=(5, 7, 12, 3), n_dense=2), logreg)
+        warm_start_from_logreg(build_ranker("dcnv2", {"wide": True}, cardinalities=(5, 7, 12, 3), n_dense=2), logreg)
     with pytest.raises(ConfigError, match="output layer"):
         build_ranker("deepfm", cardinalities=CARDS, n_dense=2).output_layer()
 

@@ -21,7 +21,7 @@ from turborec.data.ctr import (
 from turborec.data.ctr.synthetic import SyntheticClickModel
 from turborec.errors import ArtifactError, ConfigError, DataError
 from turborec.metrics.ctr import auc
-from turborec.models.rankers import DCNv2, DCNv2Config, LogisticRegression, build_ranker, warm_start_wide
+from turborec.models.rankers import DCNv2, DCNv2Config, LogisticRegression, build_ranker, warm_start_from_logreg
 from turborec.train.ctr import (
     CTRTrainConfig,
     evaluate_ranker,
@@ -65,7 +65,7 @@ def test_wide_lr_freezes_the_warm_started_first_order_term(
     fit_ranker(lr, train, valid, CTRTrainConfig(epochs=2, batch_size=512, lr=2e-2, patience=1, progress=False))
     dcn = DCNv2(DCNv2Config(embedding_dim=4, n_cross=1, deep=(16,), wide=True), cardinalities=train.cardinalities,
                 n_dense=2)  # fmt: skip
-    warm_start_wide(dcn, lr)
+    warm_start_from_logreg(dcn, lr)
     assert dcn.wide is not None
     before = {k: v.clone() for k, v in dcn.wide.state_dict().items()}
     config = CTRTrainConfig(epochs=10, batch_size=512, lr=5e-3, wide_lr=wide_lr, patience=3, progress=False)

@@ -1,11 +1,12 @@
 """Training, evaluation and artifacts for CTR rankers.
 
-``fit_ranker`` runs Adam(W) with separate learning rates for the embedding tables and for a
-first-order term warm-started from logistic regression (``wide_lr``; 0 keeps it fixed),
+``fit_ranker`` runs Adam(W) with separate learning rates for the embedding tables and for the
+first-order terms warm-started from logistic regression (``wide_lr``; 0 keeps them fixed),
 an L2 penalty on the embedding rows each batch looks up (``embedding_l2``; decaying
 whole tables every step would wipe rare rows under Adam's normalisation), decoupled
-weight decay on the dense layers, and early stopping on validation AUC with the best
-weights restored. ``save_ranker`` / ``load_ranker`` write and read artifacts of kind
+weight decay on the dense layers, and early stopping on validation AUC and logloss with the
+best weights restored (``logloss_cap_at_start``: only weights whose calibrated validation
+logloss is at or below the start's, which for a warm-started net is LR's). ``save_ranker`` / ``load_ranker`` write and read artifacts of kind
 "ranker": the net kind and config, cardinalities, n_dense, the embedding plan, the
 encoder (``encoder.json``) and the weights (safetensors).
 """
@@ -53,6 +54,10 @@ class CTRTrainConfig:
     patience: int = 2  # evaluations with neither a better validation AUC nor a better logloss before stopping
     select: str = "auc"  # which checkpoint is restored: best validation "auc" or best "logloss"
     eval_every: int | None = None  # steps between validations; None = once per epoch
+    # validate the starting weights too (step 0) and restore only checkpoints whose validation logloss after
+    # Platt scaling is at or below the start's; the recipe sets it for nets warm-started at logistic
+    # regression's logits, which then never end with a worse validation logloss than LR
+    logloss_cap_at_start: bool = False
     eval_batch_size: int = 8192
     seed: int = 0
     progress: bool = True
@@ -81,6 +86,10 @@ class CTRFitResult:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     best_valid_logloss: float = math.nan  # of the restored checkpoint
+    # per epoch: rows trained, and wall / process-CPU seconds of its training steps (validation excluded)
+    epoch_rows: list[int] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    epoch_cpu_seconds: list[float] = field(default_factory=list)
 
 
 def _check_inputs(model: RankerNet, data: CTRData, what: str, need_label: bool = True) -> None:
@@ -144,8 +153,9 @@ class CTRTrainer:
 
     def _optimizer(self, model: RankerNet) -> torch.optim.Optimizer:
         cfg = self.config
-        wide = model.first_order()
-        wide_params = {id(p): p for p in wide.parameters()} if wide is not None and cfg.wide_lr is not None else {}
+        terms = model.linear_terms() if cfg.wide_lr is not None else None
+        wide = [] if terms is None else [*terms.tables.parameters(), *(terms.dense.parameters() if terms.dense else [])]
+        wide_params = {id(p): p for p in wide}
         emb_params = {
             id(p): p for c in model.embedding_collections() for p in c.parameters() if id(p) not in wide_params
         }
@@ -178,30 +188,53 @@ class CTRTrainer:
         chosen: dict[str, float] = {"auc": math.nan, "logloss": math.nan, "step": 0}
         best_state = None
         history: list[dict[str, float]] = []
-        stale, step, started = 0, 0, time.perf_counter()
+        stale, step, started, cpu_started = 0, 0, time.perf_counter(), time.process_time()
         stop = False
+        cap = math.inf  # restored checkpoints' calibrated validation logloss is at most this
+        eval_clock = [0.0, 0.0]  # wall and CPU seconds spent validating (taken out of the epoch times)
 
         def validate(epoch: int, running: float) -> bool:
             """Record a validation; True when neither metric has improved for more than ``patience`` checks."""
-            nonlocal stale, best_state
-            assert valid is not None
-            metrics = evaluate_ranker(model, valid, batch_size=cfg.eval_batch_size)
+            nonlocal stale, best_state, cap
+            assert valid is not None and valid.label is not None
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            probs = predict_ranker(model, valid, batch_size=cfg.eval_batch_size)
+            metrics = ctr_metrics(valid.label, probs)
             model.train()
-            history.append({"step": step, "epoch": epoch + 1, "train_loss": running,
-                            "valid_auc": metrics["auc"], "valid_logloss": metrics["logloss"]})  # fmt: skip
+            record = {"step": step, "epoch": epoch + 1, "train_loss": running,
+                      "valid_auc": metrics["auc"], "valid_logloss": metrics["logloss"]}  # fmt: skip
+            eligible = True
+            if cfg.logloss_cap_at_start:
+                if step == 0:
+                    cap = metrics["logloss"]
+                record["valid_logloss_calibrated"] = calibrated = platt_scaling(probs, valid.label)[2]
+                eligible = calibrated <= cap
             better_auc, better_ll = metrics["auc"] > best["auc"], metrics["logloss"] < best["logloss"]
             best["auc"], best["logloss"] = max(best["auc"], metrics["auc"]), min(best["logloss"], metrics["logloss"])
-            if better_auc if cfg.select == "auc" else better_ll:
+            selected = metrics["auc"] > chosen["auc"] if cfg.select == "auc" else metrics["logloss"] < chosen["logloss"]
+            if eligible and (best_state is None or selected):
                 chosen.update(auc=metrics["auc"], logloss=metrics["logloss"], step=step)
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             stale = 0 if (better_auc or better_ll) else stale + 1
+            eval_clock[0] += time.perf_counter() - wall0
+            eval_clock[1] += time.process_time() - cpu0
+            record.update(elapsed=time.perf_counter() - started, cpu_elapsed=time.process_time() - cpu_started)
+            history.append(record)
             return stale > cfg.patience
+
+        epoch_rows: list[int] = []
+        epoch_seconds: list[float] = []
+        epoch_cpu_seconds: list[float] = []
+        if valid is not None and cfg.logloss_cap_at_start:
+            validate(-1, math.nan)  # the start: a warm-started net's LR-equivalent checkpoint
 
         smoke = smoke_seconds()  # TURBOREC_SMOKE caps training (docs smoke test)
         for epoch in range(cfg.epochs):
             model.train()
             bar = progress_bar(cfg.progress, total=steps_per_epoch, desc=f"epoch {epoch + 1}", leave=False)
-            epoch_start = time.perf_counter()
+            epoch_start, epoch_cpu = time.perf_counter(), time.process_time()
+            eval_clock[:] = [0.0, 0.0]
+            epoch_step0 = step
             running = 0.0
             for dense, sparse, label in _batches(train, rng.permutation(len(train)), cfg.batch_size, cfg.device):
                 logits = model(dense, sparse)
@@ -223,10 +256,14 @@ class CTRTrainer:
                     stop = True
                     break
             bar.close()
+            epoch_rows.append(min((step - epoch_step0) * cfg.batch_size, len(train)))
+            epoch_seconds.append(time.perf_counter() - epoch_start - eval_clock[0])
+            epoch_cpu_seconds.append(time.process_time() - epoch_cpu - eval_clock[1])
             last_auc = f" valid_auc {history[-1]['valid_auc']:.4f}" if history and "valid_auc" in history[-1] else ""
             log_line(cfg.progress, f"epoch {epoch + 1}/{cfg.epochs} loss {running:.4f}{last_auc} "
                                    f"({time.perf_counter() - epoch_start:.1f}s)")
-            if valid is not None and not history and epoch == cfg.epochs - 1:  # eval_every > all steps
+            trained_checks = [h for h in history if h["step"] > 0]
+            if valid is not None and not trained_checks and epoch == cfg.epochs - 1:  # eval_every > all steps
                 validate(epoch, running)
             if valid is None:
                 history.append({"step": step, "epoch": epoch + 1, "train_loss": running})
@@ -242,6 +279,9 @@ class CTRTrainer:
             seconds=time.perf_counter() - started,
             history=history,
             best_valid_logloss=chosen["logloss"] if valid is not None else math.nan,
+            epoch_rows=epoch_rows,
+            epoch_seconds=epoch_seconds,
+            epoch_cpu_seconds=epoch_cpu_seconds,
         )
 
 
@@ -250,13 +290,21 @@ def calibrate_ranker(model: RankerNet, valid: CTRData, *, batch_size: int = 8192
     current one that minimises validation logloss (ranking, hence AUC, unchanged); returns it."""
     _check_inputs(model, valid, "calibration")
     assert valid.label is not None
-    from scipy.optimize import minimize
-
     with torch.no_grad():
         model.calibration.copy_(torch.tensor([1.0, 0.0]))
-    p = predict_ranker(model, valid, batch_size=batch_size).astype(np.float64)
-    p = np.clip(p, 1e-7, 1 - 1e-7)
-    z, y = np.log(p / (1 - p)), valid.label.astype(np.float64)
+    scale, shift, _ = platt_scaling(predict_ranker(model, valid, batch_size=batch_size), valid.label)
+    with torch.no_grad():
+        model.calibration.copy_(torch.tensor([scale, shift]))
+    return scale, shift
+
+
+def platt_scaling(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
+    """``(scale > 0, shift, logloss)``: the Platt scaling of the logits of ``probs`` that minimises the logloss
+    on ``labels``, and that logloss; ``(1, 0, unscaled logloss)`` when scaling does not lower it."""
+    from scipy.optimize import minimize
+
+    p = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
+    z, y = np.log(p / (1 - p)), labels.astype(np.float64)
 
     def loss(ab: np.ndarray) -> tuple[float, np.ndarray]:
         t = ab[0] * z + ab[1]
@@ -265,11 +313,11 @@ def calibrate_ranker(model: RankerNet, valid: CTRData, *, batch_size: int = 8192
         g = q - y
         return value, np.array([np.mean(g * z), np.mean(g)])
 
+    unscaled = loss(np.array([1.0, 0.0]))[0]
     res = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B", bounds=[(1e-3, None), (None, None)])
-    scale, shift = (float(res.x[0]), float(res.x[1])) if res.success and res.fun <= loss(np.array([1.0, 0.0]))[0] else (1.0, 0.0)
-    with torch.no_grad():
-        model.calibration.copy_(torch.tensor([scale, shift]))
-    return scale, shift
+    if res.success and float(res.fun) < unscaled:
+        return float(res.x[0]), float(res.x[1]), float(res.fun)
+    return 1.0, 0.0, unscaled
 
 
 def fit_ranker(
@@ -409,6 +457,7 @@ __all__ = [
     "evaluate_ranker",
     "fit_ranker",
     "load_ranker",
+    "platt_scaling",
     "predict_ranker",
     "save_ranker",
 ]

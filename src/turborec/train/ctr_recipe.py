@@ -9,11 +9,16 @@ Steps, all seeded by ``seed`` (torch is seeded before any net is built, so two r
 seed give identical weights):
 
 1. shuffle and split the raw rows 8:1:1 (``seed``), fit the encoder on the training part only;
-2. fit logistic regression (LR): the baseline, and the warm start of wide-and-deep nets
-   (DLRM / DCN-V2 with ``wide=True``: LR's weights copied into their first-order term);
-3. fit the ranker, early-stopping on validation AUC and logloss;
-4. Platt-calibrate it on validation rows (AUC unchanged, logloss down: an over-confident net's
-   logloss ends near or below LR's) and record whether its validation logloss is below LR's;
+2. fit logistic regression (LR): the baseline, and the warm start of every ranker with a
+   first-order part (``warm_start_from_logreg``: LR's weights and bias copied into FM's and DeepFM's
+   linear terms and the wide term of DLRM / DCN-V2 with ``wide=True``; the output layer zeroed and
+   latent factors shrunk, so the net starts at LR's logits);
+3. fit the ranker, early-stopping on validation AUC and logloss; a warm-started net is validated
+   at its start too (step 0) and only checkpoints whose Platt-calibrated validation logloss is at
+   or below the start's (LR's) are restored, the start itself when training never beats it;
+4. Platt-calibrate it on validation rows, kept only when it lowers the validation logloss (AUC
+   unchanged), and record whether its validation logloss is at or below LR's: for a warm-started
+   net it is by construction (up to float32 rounding of the ~1e-7 the shrunk factors add);
 5. score the test part. The artifact records the split (seed, ratios, rows) and a fingerprint of
    every training row, so ``turborec evaluate`` re-creates the same split and can refuse rows it
    trained on.
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -33,7 +38,7 @@ from turborec._util.options import field_kinds, parse_value
 from turborec.data.ctr import CTRData, CTREncoder, RawCTR, row_fingerprints, shuffle_split
 from turborec.errors import ConfigError
 from turborec.models.base import net_class
-from turborec.models.rankers import LogisticRegression, RankerNet, build_ranker, warm_start_wide
+from turborec.models.rankers import LogisticRegression, RankerNet, build_ranker, warm_start_from_logreg
 from turborec.train.ctr import (
     CTRFitResult,
     CTRTrainConfig,
@@ -133,8 +138,8 @@ class CTRRecipe:
     train: CTRTrainConfig = field(default_factory=CTRTrainConfig)
     logreg_train: CTRTrainConfig = field(default_factory=CTRTrainConfig)  # the baseline / warm start
     encoder: EncoderOptions = field(default_factory=EncoderOptions)
-    warm_start: bool = True  # wide nets start from the fitted LR
-    calibrate: bool = True  # Platt scaling on validation, and the LR logloss guard
+    warm_start: bool = True  # nets with a first-order part start from the fitted LR
+    calibrate: bool = True  # Platt scaling on validation, and the LR logloss guard (logloss_cap_at_start)
     seed: int = 0
     threads: int = 1  # torch threads while training (one avoids oversubscribing a busy machine)
     split: tuple[float, ...] = SPLIT
@@ -248,11 +253,14 @@ def train_ctr(raw: RawCTR, recipe: CTRRecipe) -> CTRRun:
         lr_valid = evaluate_ranker(logreg, valid)
         metrics["logreg_valid_auc"], metrics["logreg_valid_logloss"] = lr_valid["auc"], lr_valid["logloss"]
     model = _seeded_build(recipe.kind, recipe.net, train, seed)
-    warm = recipe.warm_start and logreg is not None and model.first_order() is not None
+    warm = recipe.warm_start and logreg is not None and model.linear_terms() is not None
+    train_config = recipe.train
     if warm:
         assert logreg is not None
-        warm_start_wide(model, logreg)
-    fit = fit_ranker(model, train, valid, recipe.train)
+        warm_start_from_logreg(model, logreg)
+        # the start is LR: validate it and keep it unless training beats its (calibrated) validation logloss
+        train_config = replace(train_config, logloss_cap_at_start=recipe.calibrate or train_config.logloss_cap_at_start)
+    fit = fit_ranker(model, train, valid, train_config)
     if recipe.calibrate and recipe.kind != "logreg":
         scale, shift = calibrate_ranker(model, valid)
         metrics["calibration_scale"], metrics["calibration_shift"] = scale, shift

@@ -10,7 +10,7 @@ algebra with no data-dependent Python branches, so they trace and export.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -57,6 +57,20 @@ class FirstOrder(nn.Module):
         if self.dense is not None:
             logit = logit + self.dense(dense).squeeze(-1)
         return logit
+
+
+class LinearTerms(NamedTuple):
+    """Where a ranker keeps logistic regression's parameters (what a warm start from LR fills)."""
+
+    tables: SparseEmbeddings  # 1-d per-category weights
+    dense: nn.Linear | None  # weights of the dense features (its own bias, if any, is zeroed by a warm start)
+    bias: torch.Tensor  # the logit's one-element bias
+
+
+# a warm start shrinks the latent factors of factorization terms by this much (init std 0.05 -> 5e-5): their
+# pairwise products then move the starting logits by ~1e-7, below float32 resolution, while Adam (which
+# normalises gradient size) grows them again from the first steps; zero factors would never move
+FACTOR_START_SCALE = 1e-3
 
 
 def mlp(
@@ -134,6 +148,22 @@ class RankerNet(nn.Module):
     def output_layer(self) -> nn.Linear:
         """The last linear layer, whose output (plus the first-order term) is the logit."""
         raise ConfigError(f"{type(self).__name__} has no single output layer")
+
+    def linear_terms(self) -> LinearTerms | None:
+        """Logistic regression's parameters inside this ranker (None when it has no first-order part):
+        by default the wide term's tables and dense weights and the output layer's bias."""
+        wide = self.first_order()
+        if wide is None:
+            return None
+        bias = self.output_layer().bias
+        assert bias is not None
+        return LinearTerms(wide.weights, wide.dense, bias)
+
+    def silence_interactions(self) -> None:
+        """Set the non-linear part so the logit equals the linear terms' (the start of a warm start from LR);
+        by default zero the output layer's weights (its bias is the logit's bias)."""
+        with torch.no_grad():
+            self.output_layer().weight.zero_()
 
     def embedding_collections(self) -> list[SparseEmbeddings]:
         return [m for m in self.modules() if isinstance(m, SparseEmbeddings)]

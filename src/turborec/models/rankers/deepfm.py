@@ -13,6 +13,8 @@ from torch import nn
 from turborec.models.base import NetConfig, register_net
 from turborec.models.embeddings import EmbeddingPlan
 from turborec.models.rankers.common import (
+    FACTOR_START_SCALE,
+    LinearTerms,
     RankerNet,
     SparseEmbeddings,
     check_dropout,
@@ -55,6 +57,21 @@ class DeepFM(RankerNet):
         self.bias = nn.Parameter(torch.zeros(1))
         width = n_dense + len(self.cardinalities) * cfg.embedding_dim
         self.deep = mlp(width, cfg.deep, dropout=cfg.dropout, out_dim=1)
+
+    def linear_terms(self) -> LinearTerms:
+        return LinearTerms(self.linear, self.dense_linear, self.bias)
+
+    def silence_interactions(self) -> None:
+        """Zero the deep part's output layer and shrink the shared factors (:data:`FACTOR_START_SCALE`):
+        the deep and pairwise terms start at ~0 while the deep layers still receive gradients."""
+        with torch.no_grad():
+            layer = self.deep[-1]
+            assert isinstance(layer, nn.Linear)
+            layer.weight.zero_()
+            if layer.bias is not None:
+                layer.bias.zero_()
+            for p in self.embeddings.parameters():
+                p.mul_(FACTOR_START_SCALE)
 
     def forward(self, dense: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
         vectors = self.embeddings(sparse)  # [B, F, d]

@@ -14,7 +14,13 @@ from torch import nn
 
 from turborec.models.base import NetConfig, register_net
 from turborec.models.embeddings import EmbeddingPlan
-from turborec.models.rankers.common import RankerNet, SparseEmbeddings, check_positive
+from turborec.models.rankers.common import (
+    FACTOR_START_SCALE,
+    LinearTerms,
+    RankerNet,
+    SparseEmbeddings,
+    check_positive,
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,17 @@ class FactorizationMachine(RankerNet):
         self.dense_linear = nn.Linear(n_dense, 1, bias=False) if n_dense else None
         self.dense_vectors = nn.Parameter(torch.randn(n_dense, cfg.embedding_dim) * 0.01) if n_dense else None
         self.bias = nn.Parameter(torch.zeros(1))
+
+    def linear_terms(self) -> LinearTerms:
+        return LinearTerms(self.linear, self.dense_linear, self.bias)
+
+    def silence_interactions(self) -> None:
+        """Shrink the latent factors (:data:`FACTOR_START_SCALE`): the pairwise term starts at ~0."""
+        with torch.no_grad():
+            for p in self.embeddings.parameters():
+                p.mul_(FACTOR_START_SCALE)
+            if self.dense_vectors is not None:
+                self.dense_vectors.mul_(FACTOR_START_SCALE)
 
     def forward(self, dense: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
         vectors = self.embeddings(sparse)  # [B, F, d]

@@ -44,13 +44,15 @@ class LogisticRegression(RankerNet):
         return self.calibrate(logit)
 
 
-def warm_start_wide(model: RankerNet, logreg: LogisticRegression) -> None:
-    """Start ``model`` exactly at a fitted logistic regression: copy its per-category weights and
-    dense weights into the first-order term, zero the output layer's weights and give it the
-    regression's bias. Training then only has to add what the deep part finds beyond the main
-    effects (on ~10k rows the deep part otherwise spends its early epochs re-learning them)."""
-    wide = model.first_order()
-    if wide is None:
+def warm_start_from_logreg(model: RankerNet, logreg: LogisticRegression) -> None:
+    """Start ``model`` at a fitted logistic regression: copy its per-category weights, dense weights and bias
+    into the model's first-order part (:meth:`RankerNet.linear_terms`: FM's and DeepFM's linear terms, the wide
+    term of DLRM / DCN-V2 with ``wide=True``) and silence the rest (:meth:`RankerNet.silence_interactions`:
+    a zero output layer, tiny latent factors), so the starting logits are LR's. Training then only has to
+    add what the interactions find beyond the main effects, and validating the start (the recipe does)
+    gives early stopping an LR-equivalent checkpoint to keep when training never beats it."""
+    terms = model.linear_terms()
+    if terms is None:
         raise ConfigError(f"{type(model).__name__} has no first-order term to warm-start (set wide=True)")
     if model.cardinalities != logreg.cardinalities or model.n_dense != logreg.n_dense:
         raise ConfigError(
@@ -58,11 +60,11 @@ def warm_start_wide(model: RankerNet, logreg: LogisticRegression) -> None:
             f"the model {model.cardinalities} / {model.n_dense}"
         )
     with torch.no_grad():
-        for target, source in zip(wide.weights.tables.values(), logreg.weights.tables.values()):
+        for target, source in zip(terms.tables.tables.values(), logreg.weights.tables.values()):
             target.load_state_dict(source.state_dict())
-        if wide.dense is not None and logreg.dense_linear is not None:
-            wide.dense.weight.copy_(logreg.dense_linear.weight)
-        out = model.output_layer()
-        out.weight.zero_()
-        if out.bias is not None:
-            out.bias.copy_(logreg.bias)
+        if terms.dense is not None and logreg.dense_linear is not None:
+            terms.dense.weight.copy_(logreg.dense_linear.weight)
+            if terms.dense.bias is not None:
+                terms.dense.bias.zero_()
+        terms.bias.copy_(logreg.bias)
+    model.silence_interactions()
