@@ -172,3 +172,23 @@ def test_forward_exports_with_dynamic_batch(kind: str, config: dict[str, object]
     program = torch.export.export(model, _batch(4), dynamic_shapes=({0: batch}, {0: batch}))
     dense, sparse = _batch(9, seed=5)
     torch.testing.assert_close(program.module()(dense, sparse), model(dense, sparse))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_one_fused_lookup_equals_a_lookup_per_table_bit_for_bit(fused: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from turborec.models.rankers import common
+
+    if not fused:  # tables too big to concatenate each call: the per-table path
+        monkeypatch.setattr(common, "FUSED_LOOKUP_MAX", 10)
+    torch.manual_seed(0)
+    emb = common.SparseEmbeddings(CARDS, 4, EmbeddingPlan())
+    assert (emb._fusable() is not None) == fused
+    _, sparse = _batch(64)
+    out = emb(sparse)
+    (out * torch.arange(out.numel()).reshape(out.shape)).sum().backward()
+    grads = [t.weight.grad.clone() for t in emb.tables.values()]  # type: ignore[union-attr]
+    emb.zero_grad()
+    want = torch.stack([t(sparse[:, i]) for i, t in enumerate(emb.tables.values())], dim=1)
+    (want * torch.arange(want.numel()).reshape(want.shape)).sum().backward()
+    assert torch.equal(out, want)
+    assert all(torch.equal(g, t.weight.grad) for g, t in zip(grads, emb.tables.values()))  # type: ignore[union-attr]

@@ -19,10 +19,21 @@ from turborec.errors import ConfigError
 from turborec.models.base import NetConfig, net_class
 from turborec.models.embeddings import EmbeddingPlan
 
+# tables of at most this many values in all are looked up as one concatenated matrix (copied each call)
+FUSED_LOOKUP_MAX = 1 << 20
+
 
 class SparseEmbeddings(nn.Module):
     """One table per sparse feature, each built by the plan as ``f"{prefix}_{i}"``
-    (``sparse_0``, ``sparse_1``, ...), so compression can swap any of them."""
+    (``sparse_0``, ``sparse_1``, ...), so compression can swap any of them.
+
+    When every table is a plain ``nn.Embedding`` and all of them hold at most :data:`FUSED_LOOKUP_MAX`
+    values, a lookup concatenates them and gathers every field's rows in one call: bit for bit the
+    same values and gradients as a lookup per table, without F small gathers, a stack and F backward
+    kernels per batch (per-step overhead dominated small-batch CTR epochs). Ids must be in range (the
+    encoder's are): an id past its table would read the next table's row instead of failing."""
+
+    offsets: torch.Tensor  # first row of each table in the concatenation
 
     def __init__(self, cardinalities: Sequence[int], dim: int, plan: EmbeddingPlan, prefix: str = "sparse") -> None:
         super().__init__()
@@ -30,14 +41,28 @@ class SparseEmbeddings(nn.Module):
         self.tables = nn.ModuleDict(
             {f"{prefix}_{i}": plan.build(f"{prefix}_{i}", int(card), dim) for i, card in enumerate(cardinalities)}
         )
+        cards = torch.tensor([0, *(int(c) for c in cardinalities)], dtype=torch.int64)
+        self.register_buffer("offsets", torch.cumsum(cards, 0)[:-1], persistent=False)
+
+    def _fusable(self) -> list[nn.Embedding] | None:
+        tables = [t for t in self.tables.values() if type(t) is nn.Embedding]
+        if len(tables) < len(self.tables) or sum(t.weight.numel() for t in tables) > FUSED_LOOKUP_MAX:
+            return None
+        if any(t.padding_idx is not None or t.max_norm is not None or t.sparse for t in tables):
+            return None
+        return tables
 
     def forward(self, sparse: torch.Tensor) -> torch.Tensor:
         """int64 [B, F] -> [B, F, dim]."""
+        tables = self._fusable()
+        if tables is not None:
+            return nn.functional.embedding(sparse + self.offsets, torch.cat([t.weight for t in tables]))
         return torch.stack([table(sparse[:, i]) for i, table in enumerate(self.tables.values())], dim=1)
 
     def squared_norm(self, sparse: torch.Tensor) -> torch.Tensor:
         """Mean over the batch of the squared norms of the looked-up rows (an L2 penalty
-        that touches only rows in the batch, as sparse CTR training wants)."""
+        that touches only rows in the batch, as sparse CTR training wants). A lookup of its own: reusing
+        the forward pass's would sum the two gradients in another order and change the trained weights."""
         return self(sparse).pow(2).sum(dim=(1, 2)).mean()
 
 
