@@ -82,8 +82,11 @@ def retrieval_row(name: str, split: Any, params: dict[str, str], seed: int, devi
         every = model.train_config.eval_every
         ends = [i for i in range(len(history.losses)) if (i + 1) % every == 0][: len(history.scores)]
         first, ttq = time_to_quality(history.scores, [history.elapsed[i] for i in ends])
-        row.update(epochs=len(history.losses), examples_s=n / median(history.train_seconds), ttq_s=ttq,
+        row.update(epochs=len(history.losses), best_epoch=history.best_epoch + 1,
+                   batch_size=model.train_config.batch_size, examples_s=n / median(history.train_seconds), ttq_s=ttq,
                    ttq_cpu_s=history.cpu_elapsed[ends[first]], valid_ndcg=history.best_score)
+        # the validation curve (kept in the JSON, not the table): where the best came and what stopping cost
+        row["curve"] = {"valid_ndcg": history.scores, "cpu_s": [history.cpu_elapsed[i] for i in ends]}
     row.update(fit_s=wall, fit_cpu_s=cpu, test_ndcg=test)
     return row
 
@@ -184,6 +187,7 @@ def main() -> None:
 
         raw = read_raw(args.ctr, args.ctr_format)
     rows: list[dict[str, Any]] = []
+    curves: list[dict[str, Any]] = []
     result_name = args.name or Path(args.data.rstrip("/")).name
 
     def save() -> None:  # after every row, so a long run that is cut short keeps what it measured
@@ -192,7 +196,7 @@ def main() -> None:
         write_results(
             f"training_{result_name}",
             {"data": args.data, "ctr": args.ctr, "protocol": "recbole", "seeds": seeds, "params": params,
-             "rows": rows, "medians": summary, "profile": profile},
+             "rows": rows, "medians": summary, "curves": curves, "profile": profile},
             table,
         )
 
@@ -206,7 +210,10 @@ def main() -> None:
                     for seed in seeds:
                         row = retrieval_row(model_name, splits[seed], options, seed, args.device)
                         row["model"] = spec
-                        rows.append({"threads": threads, "load": load, "device": args.device, "seed": seed, **row})
+                        key = {"threads": threads, "load": load, "device": args.device, "seed": seed}
+                        if "curve" in row:
+                            curves.append({**key, "model": spec, **row.pop("curve")})
+                        rows.append({**key, **row})
                         save()
                 if raw is not None:
                     for kind in args.ctr_models:

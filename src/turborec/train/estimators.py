@@ -278,6 +278,21 @@ def _user_batch(
     )
 
 
+def scaled_batch(config: TrainConfig, interactions: int) -> TrainConfig:
+    """``config`` with a batch large enough that an epoch over ``interactions`` takes at most
+    ``config.max_steps_per_epoch`` steps (``batch_size`` is the least a step holds).
+
+    A per-user two-tower step costs about the same whatever it holds (the item tower over the whole
+    catalog dominates; ~55-65 ms at 3,705 items, 4,096 to 32,768 interactions, one thread), so on a
+    large data set more steps of the same size make each epoch dearer while each user is still seen
+    once an epoch; larger steps keep an epoch's cost bounded (issue 16: 1M interactions).
+    """
+    cap = config.max_steps_per_epoch
+    if cap <= 0 or interactions <= cap * config.batch_size:
+        return config
+    return replace(config, batch_size=-(-interactions // cap))
+
+
 @register_estimator("two-tower")
 class TwoTowerRecommender(Recommender):
     """Two-tower retrieval. Default objective "users": per user, a random half of its items hidden from
@@ -292,7 +307,10 @@ class TwoTowerRecommender(Recommender):
     # The training defaults follow the objective that trains: ``default_train`` for "users" (the default
     # objective), ``pairs_train`` for "pairs", also where "users" falls back to pairs (a catalog above
     # full_softmax_below). Options set by the caller apply on top of either.
-    default_train = TrainConfig(epochs=300, batch_size=4096, lr=3e-3, weight_decay=0.0, patience=15)
+    # max_steps_per_epoch: above 25 x 4,096 interactions a step grows instead (ml-latest-small's 52k keep 13
+    # steps of 4,096; 1M interactions: 25 of ~32k, one epoch ~2.3 CPU s instead of ~10.5; docs/benchmarks.md)
+    default_train = TrainConfig(epochs=300, batch_size=4096, lr=3e-3, weight_decay=0.0, patience=15,
+                                max_steps_per_epoch=25)
     pairs_train = TrainConfig(epochs=60, batch_size=512, lr=2e-3, weight_decay=0.0, patience=5)
     # an extra training term f(batch) -> scalar added to the loss (e.g. distillation from a
     # teacher, set by turborec.compress); never saved
@@ -305,6 +323,9 @@ class TwoTowerRecommender(Recommender):
         # the training options the caller chose (None: a whole TrainConfig, kept as given)
         train_fields = set(TrainConfig.__dataclass_fields__)
         self._chosen_train = None if train is not None else {k: v for k, v in overrides.items() if k in train_fields}
+        chosen = self._chosen_train or {}
+        if "batch_size" in chosen and "max_steps_per_epoch" not in chosen:  # a batch size asked for is kept
+            self.train_config = replace(self.train_config, max_steps_per_epoch=0)
         if self.config.objective == "pairs":
             self._use_pairs_defaults()
 
@@ -325,7 +346,6 @@ class TwoTowerRecommender(Recommender):
             self._use_pairs_defaults()
         net = par.prepare(self.net)  # the net itself, or a copy with sharded tables
         assert isinstance(net, TwoTowerNet)
-        tcfg = self.train_config
         average = _WeightAverage(net, cfg.weight_average) if cfg.weight_average > 0 else None
         batches: Callable[[int], Iterator[Any]]
         objective: Callable[[Any], torch.Tensor]
@@ -333,6 +353,7 @@ class TwoTowerRecommender(Recommender):
             batches, objective, extras = self._user_objective(net, train, average, par)
         else:
             batches, objective, extras = self._pair_objective(net, train, average, par)
+        tcfg = self.train_config  # after the objective: the per-user one may have grown the batch
         aux = self.aux_loss
         loss = objective if aux is None else (lambda b: objective(b) + aux(b))
         scorer = _valid_scorer(self, valid)
@@ -355,9 +376,10 @@ class TwoTowerRecommender(Recommender):
         interactions (as with pairs) in n_interactions / batch_size steps, each one softmax over the catalog.
         """
         assert self.histories is not None
-        cfg, tcfg = self.config, self.train_config
         offsets, items = _unique_histories(self.histories)
         lengths = np.diff(offsets)
+        self.train_config = scaled_batch(self.train_config, int(lengths.sum()))
+        cfg, tcfg = self.config, self.train_config
         active = np.flatnonzero(lengths > 0)
         width, dev = cfg.history_len, self.device
         gen = np.random.default_rng(tcfg.seed)

@@ -17,7 +17,7 @@ from turborec.errors import ConfigError
 from turborec.train.recommender import Recommender, estimator_class
 
 # option -> (lowest allowed, whether the lowest is allowed, highest allowed or None); sizes must be >= 1
-_SIZES = ("dim", "hidden", "epochs", "batch_size", "history_len", "eval_every", "threads", "n_factors")
+_SIZES = ("dim", "hidden", "epochs", "batch_size", "history_len", "eval_every", "threads", "n_factors", "stop_window")
 _RANGES: dict[str, tuple[float, bool, float | None]] = {
     **{name: (1, True, None) for name in _SIZES},
     "lr": (0.0, False, None),
@@ -27,6 +27,8 @@ _RANGES: dict[str, tuple[float, bool, float | None]] = {
     "weight_average": (0.0, True, 0.999999),
     "weight_decay": (0.0, True, None),
     "patience": (0.0, True, None),
+    "stop_tolerance": (0.0, True, 0.999999),
+    "max_steps_per_epoch": (0.0, True, None),
     "sampled_negatives": (0.0, True, None),
     "full_softmax_below": (0.0, True, None),
     "max_seconds": (0.0, False, None),

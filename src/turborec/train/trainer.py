@@ -6,7 +6,7 @@ import copy
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,13 @@ class TrainConfig:
     weight_decay: float = 0.0
     patience: int = 3
     eval_every: int = 1
+    # the stopping rule (see stale_validations): the mean of the last ``stop_window`` validation scores must
+    # rise by more than ``stop_tolerance`` (relative) within ``patience`` validations; 1 and 0: the raw score
+    stop_window: int = 1
+    stop_tolerance: float = 0.0
+    # steps an epoch may take where the estimator batches by interactions (the two-tower's per-user
+    # objective): a larger data set gets larger steps instead of more of them; 0 = no limit
+    max_steps_per_epoch: int = 0
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
@@ -41,6 +48,8 @@ class TrainConfig:
             raise ConfigError("epochs and batch_size must be positive")
         if self.lr <= 0 or not math.isfinite(self.lr):
             raise ConfigError(f"learning rate must be a positive number, got {self.lr}")
+        if self.stop_window < 1 or not 0.0 <= self.stop_tolerance < 1.0 or self.max_steps_per_epoch < 0:
+            raise ConfigError("stop_window must be >= 1, stop_tolerance in [0, 1), max_steps_per_epoch >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -87,6 +96,28 @@ def adam(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Opt
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
     except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def stale_validations(scores: Sequence[float], window: int = 1, tolerance: float = 0.0) -> int:
+    """How many validations ago the smoothed curve last made progress (higher is better); a fit stops
+    once this reaches its patience.
+
+    The smoothed curve is the mean of the last ``window`` scores (fewer at the start). Progress is a
+    smoothed value above the last counted one by more than ``tolerance`` of it (relative), so a curve that
+    only creeps up stops, yet small gains that add up to more than the tolerance still count. With
+    ``window=1, tolerance=0`` this is the plain rule: validations since the best score. A mean is what makes
+    the rule robust on a noisy curve: one lucky validation no longer sets a bar the next ``patience``
+    ones must beat, so where a fit stops depends less on noise (issue 16: with the plain rule a
+    rounding-level change of the weights moved a per-user two-tower's early stop by tens of epochs).
+    """
+    counted, last = -math.inf, -1
+    for i in range(len(scores)):
+        recent = scores[max(0, i + 1 - window) : i + 1]
+        smoothed = sum(recent) / len(recent)
+        bar = counted + tolerance * abs(counted) if math.isfinite(counted) else counted
+        if smoothed > bar:
+            counted, last = smoothed, i
+    return len(scores) - 1 - last
 
 
 @dataclass
@@ -174,7 +205,8 @@ def fit_loop(
 ) -> TrainHistory:
     """Train ``net`` with ``loss_fn`` over ``batches(epoch)``; stop early on ``evaluate()`` (higher is better).
 
-    The best state (by validation score) is restored at the end. ``config.max_seconds`` is checked
+    The best state (by validation score) is restored at the end; the fit stops once
+    :func:`stale_validations` of the scores reaches ``config.patience``. ``config.max_seconds`` is checked
     after every batch, so a time cap holds even when one epoch takes longer than the cap. Progress is
     a bar on a terminal and one line per epoch on stderr otherwise (``config.progress`` turns both off).
     ``parallel`` (default: one process) supplies the hooks a distributed run replaces; ``extras`` are the
@@ -221,11 +253,10 @@ def fit_loop(
                 score = float(evaluate())
             history.scores.append(score)
             postfix["valid"] = f"{score:.4f}"
-            if score > history.best_score:
-                history.best_score, history.best_epoch, state.stale = score, epoch, 0
+            if score > history.best_score:  # the weights kept are the best validated, whatever the rule
+                history.best_score, history.best_epoch = score, epoch
                 state.best_state = par.snapshot(net)
-            else:
-                state.stale += 1
+            state.stale = stale_validations(history.scores, config.stop_window, config.stop_tolerance)
         history.elapsed.append(time.perf_counter() - start)
         history.cpu_elapsed.append(time.process_time() - cpu_start)
         bar.set_postfix(postfix)
