@@ -52,6 +52,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -363,10 +364,10 @@ def request_templates(variant: str, bodies: tuple[dict[str, Any], ...], artifact
 
 
 def run(url: str, rate: float, duration: float, args: argparse.Namespace, requests: tuple[Any, ...],
-        phases: tuple[tuple[float, float], ...] = (), seed: int = 0) -> Any:
+        phases: tuple[tuple[float, float], ...] = (), seed: int = 0, timeout_s: float = 5.0) -> Any:
     from turborec.bench.loadgen import LoadSpec, run_load_processes
 
-    spec = LoadSpec(url=url, rate=rate, duration_s=duration, requests=requests, connections=512, timeout_s=5.0,
+    spec = LoadSpec(url=url, rate=rate, duration_s=duration, requests=requests, connections=512, timeout_s=timeout_s,
                     seed=seed, phases=phases, preopen=32)
     return run_load_processes(spec, [[c] for c in args.load_cores])
 
@@ -375,12 +376,41 @@ def probe(url: str, rate: float, args: argparse.Namespace, requests: tuple[Any, 
     """One load window at ``rate`` (after ``--warmup-s``), summarized (p50/p99/p99.9, refused, failed)."""
     from turborec.bench.report import summarize
 
-    result = run(url, rate, args.warmup_s + args.probe_s, args, requests, seed=seed)
+    # a request unanswered after 100x the SLO fails the probe whichever way it is counted: as an error then,
+    # so an overloaded probe ends ~1 s after its last send rather than after the storms' 5 s timeout
+    result = run(url, rate, args.warmup_s + args.probe_s, args, requests, seed=seed,
+                 timeout_s=max(1.0, args.slo_ms / 10))
     s = summarize(result, rate, window=(args.warmup_s, args.warmup_s + args.probe_s))
     print(f"    {rate:7.0f} req/s: p50 {s.p50_ms:6.2f} p99 {s.p99_ms:7.2f} p99.9 {s.p999_ms:7.2f} ms, achieved "
           f"{s.achieved_rate:7.0f}, shed {s.shed}, errors {s.errors}, generator lag p99 {s.send_lag_p99_ms:.2f} ms",
           flush=True)
+    if s.errors or not s.p99_ms <= 2 * args.slo_ms:
+        settle(url, requests, args.slo_ms)
     return s
+
+
+def settle(url: str, requests: tuple[Any, ...], slo_ms: float, limit_s: float = 20.0) -> float:
+    """After an overloaded probe, wait until the server answers one request within the SLO again (at most
+    ``limit_s``): a server that keeps working off requests the generator gave up on would otherwise start the
+    next probe with a backlog. Returns the seconds waited."""
+    import httpx
+
+    t0 = time.perf_counter()
+    with httpx.Client(timeout=limit_s) as client:
+        for i in range(10_000):
+            r = requests[i % len(requests)]
+            t = time.perf_counter()
+            try:
+                answer = client.request(r.method, url + r.path, content=r.body,
+                                        headers={"content-type": "application/json"})
+                if answer.status_code == 200 and (time.perf_counter() - t) * 1000 <= slo_ms:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.perf_counter() - t0 > limit_s:
+                break
+            time.sleep(0.05)
+    return time.perf_counter() - t0
 
 
 def point(s: Any) -> dict[str, float]:
@@ -626,14 +656,20 @@ def reload_under_load(args: argparse.Namespace, artifact: Path, port: int, reque
 
 # -------------------------------------------------------------------- main
 def run_workload(name: str, artifact: Path, args: argparse.Namespace, port: int, plot: Path,
-                 **overrides: Any) -> dict[str, Any]:
-    """Both variants' sustainable rates, then overload and reload; ``overrides``: per-workload settings."""
+                 progress: Callable[[dict[str, Any]], None] = lambda w: None, **overrides: Any) -> dict[str, Any]:
+    """Every variant's sustainable rate, then overload and reload; ``overrides``: per-workload settings;
+    ``progress``: called with what is measured so far after each server (a run cut short keeps it)."""
     args = argparse.Namespace(**{**vars(args), **overrides})
     print(f"== {name}: {artifact} (SLO p99 {args.slo_ms:g} ms)", flush=True)
     bodies = request_mix(artifact)
-    rows, skipped, tuning = [], [], []
+    rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    tuning: list[dict[str, Any]] = []
     start_rates: dict[str, float] = {}
     for i, variant in enumerate(args.variants):
+        if rows or tuning:
+            progress({"workload": name, "slo_ms": args.slo_ms, "variants": rows, "skipped": skipped,
+                      "peer_tuning": tuning, "partial": True})
         why = serving_peers.missing(variant)
         if why:
             print(f" {why}", flush=True)
@@ -652,6 +688,8 @@ def run_workload(name: str, artifact: Path, args: argparse.Namespace, port: int,
         except RuntimeError as exc:  # a peer that does not come up here: say so, measure the others
             print(f"  {variant} failed: {exc}", flush=True)
             skipped.append(f"{variant} failed: {str(exc)[:600]}")
+    progress({"workload": name, "slo_ms": args.slo_ms, "variants": rows, "skipped": skipped, "peer_tuning": tuning,
+              "partial": True})
     by = {r["variant"]: r for r in rows}
     out: dict[str, Any] = {"workload": name, "artifact": str(artifact), "slo_ms": args.slo_ms, "variants": rows,
                            "skipped": skipped, "peer_options": args.peer_options}
@@ -764,6 +802,8 @@ def report(out: dict[str, Any]) -> str:
                   f"< 0.1% refused or failed in a majority of {out.get('repeats', 2)} fresh repeats, found by a "
                   "probe ladder that one noisy miss does not end (`turborec.bench.report.find_sustainable_rate`).",
                   "", peer_table(w), ""]
+        if w.get("partial"):
+            lines += ["(cut short: the servers measured before the run stopped)", ""]
         if w.get("peer_tuning"):
             lines += ["Peer tuning (short searches, one confirming repeat; the chosen setting is the table's):", "",
                       "| server | setting | rate found (req/s) | confirmed (req/s) | probes | cold start (s) |",
@@ -804,7 +844,7 @@ def report(out: dict[str, Any]) -> str:
                   "| workers | sustainable req/s | per worker | median p99 at it (ms) | probes (offered req/s: p99 ms, "
                   "x = missed) |", "|---|---|---|---|---|"]
         for row in out["scaling"]:
-            trail = ", ".join(f"{p['rate']:,.0f}: {_ms(p['p99_ms'])}{'' if p['ok'] else 'x'}" for p in row["probes"])
+            trail = ", ".join(f"{p['rate']:,.0f}: {_ms(p['p99_ms'])}{'' if p['passed'] else 'x'}" for p in row["probes"])
             capped = " (capped)" if row.get("capped") else ""
             lines.append(f"| {row['workers']} | {row['sustainable_rate']:,.0f}{capped} | "
                          f"{row['sustainable_rate'] / row['workers']:,.0f} | {_ms(row.get('median_p99_ms'))} | "
@@ -950,7 +990,12 @@ def main() -> None:
 
     for i, (name, art, plot, overrides) in enumerate(workloads):
         if args.variants != [""]:
-            out["workloads"].append(run_workload(name, art, args, base_port + 100 * i, plot, **overrides))
+            def progress(partial: dict[str, Any]) -> None:
+                out["workloads"] = [w for w in out["workloads"] if not w.get("partial")] + [partial]
+                save()
+
+            out["workloads"].append(run_workload(name, art, args, base_port + 100 * i, plot, progress, **overrides))
+            out["workloads"] = [w for w in out["workloads"] if not w.get("partial")]
             save()
     if out["workloads"]:
         rate_plot = plots / f"{stem.name}_rate_p99.png"

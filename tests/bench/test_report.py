@@ -54,15 +54,16 @@ def test_meets_slo() -> None:
 class Curve:
     """A synthetic server: p99 as a function of the offered rate, plus scripted misses; counts its probes."""
 
-    def __init__(self, p99: Any, misses: dict[float, int] | None = None) -> None:
+    def __init__(self, p99: Any, misses: dict[float, int] | None = None, miss_p99_ms: float = 10.4) -> None:
         self.p99, self.misses, self.rates = p99, dict(misses or {}), []  # rate -> how many first probes miss
+        self.miss_p99_ms = miss_p99_ms
 
     def __call__(self, rate: float) -> LoadSummary:
         self.rates.append(rate)
         key = next((r for r in self.misses if math.isclose(r, rate)), None)
         if key is not None and self.misses[key] > 0:
             self.misses[key] -= 1
-            return summary(rate, 10.4)  # a noisy window: just over the SLO
+            return summary(rate, self.miss_p99_ms)  # a noisy window (10.4: just over the SLO), or a stall
         return summary(rate, self.p99(rate))
 
 
@@ -80,6 +81,10 @@ def test_search_finds_the_knee_and_confirms_it() -> None:
     assert any(not p.passed and p.rate > found.sustainable_rate for p in found.probes)  # it looked above
     assert [p.phase for p in found.probes][-3:] == ["confirm"] * 3 and len(found.repeats) == 3
     assert len(curve.rates) == len(found.probes) <= 30
+    record = found.to_dict()  # what the benchmark's JSON keeps: each probe's verdict beside its summary
+    assert [(p["rate"], p["passed"], p["phase"]) for p in record["probes"]] == [
+        (p.rate, p.passed, p.phase) for p in found.probes]
+    assert record["probes"][0]["ok"] == 1000  # the summary's count of HTTP 200s, not the verdict
 
 
 def test_one_spurious_miss_at_a_low_rate_does_not_end_the_search() -> None:
@@ -88,6 +93,13 @@ def test_one_spurious_miss_at_a_low_rate_does_not_end_the_search() -> None:
     found = find_sustainable_rate(curve, 10.0, start_rate=200, rel_tolerance=0.1, max_probes=24)
     assert 3000 / 1.1 <= found.sustainable_rate <= 3210
     assert [p.passed for p in found.probes if p.rate == 400.0] == [False, True, True]  # repeated, then judged
+
+
+def test_one_stall_at_the_first_rung_does_not_send_the_search_down() -> None:
+    curve = Curve(knee_curve(3000.0), misses={200.0: 1}, miss_p99_ms=35.0)  # a 35 ms stall: an overload's look
+    found = find_sustainable_rate(curve, 10.0, start_rate=200, rel_tolerance=0.1, max_probes=24)
+    assert 3000 / 1.1 <= found.sustainable_rate <= 3210
+    assert [p.passed for p in found.probes if p.rate == 200.0] == [False, True, True]
 
 
 def test_low_rates_that_miss_every_time_do_not_stop_the_climb() -> None:
@@ -111,6 +123,7 @@ def test_a_slow_server_is_found_below_the_start() -> None:
     found = find_sustainable_rate(curve, 10.0, start_rate=200, rel_tolerance=0.1, max_probes=24)
     assert 7 / 1.1 <= found.sustainable_rate <= 7.7
     assert {p.phase for p in found.probes} == {"climb", "descend", "refine", "confirm"}
+    assert [p.rate for p in found.probes if p.phase == "climb"] == [200, 200]  # an overload, seen twice: go down
 
 
 def test_a_lucky_pass_is_not_quoted_when_its_repeats_miss() -> None:

@@ -111,7 +111,7 @@ class RateSearch:
 
     def to_dict(self) -> dict[str, Any]:
         return {"sustainable_rate": self.sustainable_rate, "search_rate": self.search_rate, "capped": self.capped,
-                "probes": [{"rate": p.rate, "ok": p.passed, "phase": p.phase, **p.summary.to_dict()}
+                "probes": [{**p.summary.to_dict(), "rate": p.rate, "passed": p.passed, "phase": p.phase}
                            for p in self.probes]}
 
 
@@ -138,9 +138,10 @@ def find_sustainable_rate(
     the rate at once.
 
     1. Climb the ladder ``start_rate * growth**i`` (up to ``max_rate``). A failed rung does not end the
-       climb: only ``failed_rungs_to_stop`` consecutive failed rungs above a passing one do (before any
-       rung passed, only clear misses count, so a server whose p99 is noisy at low rates, as idle cores'
-       wake-ups make it, is still looked at higher up).
+       climb: only ``failed_rungs_to_stop`` consecutive failed rungs above a passing one do. Before any
+       rung passed, a near miss does not stop it either (a server whose p99 is noisy at low rates, as idle
+       cores' wake-ups make it, is still looked at higher up), but an overload confirmed by a second probe
+       does.
     2. No rung passed: descend ``start_rate / growth**i`` down to ``min_rate`` (default ``start_rate /
        growth**6``) until one does, skipping a rung below a deep overload.
     3. Refine geometrically between the highest passing rate and the lowest failed rate above it until
@@ -167,8 +168,9 @@ def find_sustainable_rate(
     def budget(reserve: int) -> int:
         return max_probes - reserve - len(probes)
 
-    def judge(rate: float, phase: str) -> bool | None:
-        """The rate's verdict (None: out of probes before one was reached)."""
+    def judge(rate: float, phase: str, patient: bool = False) -> bool | None:
+        """The rate's verdict (None: out of probes before one was reached); ``patient``: an overload is repeated
+        like any other miss (before anything passed, one stall must not send the search down)."""
         wins = losses = 0
         while budget(repeats) > 0:
             s = probe(rate)
@@ -181,7 +183,7 @@ def find_sustainable_rate(
             if wins and not losses:  # a first pass stands
                 verdicts[rate] = True
                 return True
-            if not good and overloaded(s):
+            if not good and overloaded(s) and (not patient or losses > 1):
                 verdicts[rate] = False
                 return False
             if wins >= majority:
@@ -204,15 +206,20 @@ def find_sustainable_rate(
     rungs.append(max_rate)
     streak = 0
     for rate in rungs:
-        verdict = judge(rate, "climb")
+        passed_below = any(verdicts.values())
+        verdict = judge(rate, "climb", patient=not passed_below)
         if verdict is None:
             break
         if verdict:
             streak = 0
-        elif any(verdicts.values()) or clear(rate):
+        elif not passed_below:
+            if clear(rate):  # overloaded before any rung passed: the rate is below the start
+                break
+            # else a near miss below the knee (idle cores' wake-ups): climb on
+        else:
             streak += 1
-        if streak >= failed_rungs_to_stop:
-            break
+            if streak >= failed_rungs_to_stop:
+                break
     # 2. descend (two rungs at a time past a deep overload: p99 over 10x the SLO or over 10% refused/failed)
     rate = start_rate / growth
     while not any(verdicts.values()) and rate >= floor * (1 - 1e-9) and budget(repeats) > 0:
