@@ -768,6 +768,14 @@ def _ms(x: Any) -> str:
     return "-" if x is None or x != x else ("inf" if x == float("inf") else f"{x:.1f}")
 
 
+def rate_cell(row: dict[str, Any]) -> str:
+    """The sustainable rate; where the confirming repeats failed everywhere the budget allowed, what the search
+    found is shown beside the 0, marked unconfirmed."""
+    if not row["sustainable_rate"] and row.get("search_rate"):
+        return f"0 (found {row['search_rate']:,.0f}, unconfirmed)"
+    return f"{row['sustainable_rate']:,.0f}"
+
+
 def peer_table(w: dict[str, Any]) -> str:
     """One row per server: rate, latency at 50%/100% of it, memory, cold start, the 3x storm."""
     head = ("| server | sustainable req/s (p99 <= {slo:g} ms) | p50 / p99 / p99.9 at 50% (ms) | at 100% (ms) | "
@@ -781,7 +789,7 @@ def peer_table(w: dict[str, Any]) -> str:
         storm = (f"{_ms(st.get('admitted_p99_ms'))} | {100 * st.get('shed_fraction', 0):.1f}% / "
                  f"{100 * st.get('error_fraction', 0):.1f}% | {_ms(st.get('back_to_normal_s'))}"
                  + (f" (full tier {_ms(st['back_to_full_s'])})" if "back_to_full_s" in st else "")) if st else "- | - | -"
-        lines.append(f"| {r['variant']} | {r['sustainable_rate']:,.0f} | {trio(r.get('at_50'))} | "
+        lines.append(f"| {r['variant']} | {rate_cell(r)} | {trio(r.get('at_50'))} | "
                      f"{trio(r.get('at_100'))} | {r.get('rss_mb', float('nan')):,.0f} | "
                      f"{r.get('cold_start_s', float('nan')):.1f} | {storm} |")
     return "\n".join(lines)
@@ -846,7 +854,7 @@ def report(out: dict[str, Any]) -> str:
         for row in out["scaling"]:
             trail = ", ".join(f"{p['rate']:,.0f}: {_ms(p['p99_ms'])}{'' if p['passed'] else 'x'}" for p in row["probes"])
             capped = " (capped)" if row.get("capped") else ""
-            lines.append(f"| {row['workers']} | {row['sustainable_rate']:,.0f}{capped} | "
+            lines.append(f"| {row['workers']} | {rate_cell(row)}{capped} | "
                          f"{row['sustainable_rate'] / row['workers']:,.0f} | {_ms(row.get('median_p99_ms'))} | "
                          f"{trail} |")
         lines.append("")
@@ -994,8 +1002,8 @@ def main() -> None:
                 out["workloads"] = [w for w in out["workloads"] if not w.get("partial")] + [partial]
                 save()
 
-            out["workloads"].append(run_workload(name, art, args, base_port + 100 * i, plot, progress, **overrides))
-            out["workloads"] = [w for w in out["workloads"] if not w.get("partial")]
+            measured = run_workload(name, art, args, base_port + 100 * i, plot, progress, **overrides)
+            out["workloads"] = [w for w in out["workloads"] if not w.get("partial")] + [measured]
             save()
     if out["workloads"]:
         rate_plot = plots / f"{stem.name}_rate_p99.png"
