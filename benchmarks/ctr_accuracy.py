@@ -119,10 +119,8 @@ def run_real(name: str, seeds: int) -> dict[str, Any]:
 def synthetic_raw(config: SyntheticCTRConfig) -> tuple[RawCTR, float]:
     """The generator's rows as raw columns (values as text, as a file would hold them) and the ceiling:
     the true probabilities' AUC on the test part of the seed-0-style split used by the recipe."""
-    data = synthetic_ctr(config).data
-    raw = RawCTR(data.dense.astype(np.float64), data.sparse.astype(str).astype(object), data.label,
-                 tuple(f"d{i}" for i in range(data.n_dense)), tuple(f"c{j}" for j in range(data.n_sparse)),
-                 f"synthetic seed {config.seed}")  # fmt: skip
+    generated = synthetic_ctr(config)
+    raw, data = generated.raw(f"synthetic seed {config.seed}"), generated.data
     test = shuffle_split(data, (0.8, 0.1, 0.1), seed=config.seed)[2]
     assert test.label is not None
     return raw, auc(test.label, SyntheticClickModel(config).prob(test.dense, test.sparse))

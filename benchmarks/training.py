@@ -3,14 +3,17 @@
     python benchmarks/training.py                                   # ml-latest-small, 1 and 2 threads, no load
     python benchmarks/training.py --threads 1 2 --loads 0 1         # ... and with one busy process beside it
     python benchmarks/training.py --models two-tower two-tower:objective=users,holdout=0.5   # model[:options]
-    python benchmarks/training.py --ctr criteo-sample-10k --ctr-models logreg dlrm   # CTR rows (the CTR recipe)
+    python benchmarks/training.py --ctr ../shared/data/criteo-sample-10k/wideresdnn_criteo_train_sample.txt.gz \
+        --ctr-models logreg dlrm                                    # CTR rows (the CTR recipe)
+    python benchmarks/training.py --models --ctr-synthetic 500000  # CTR rows on a big Criteo-shaped synthetic log
+    python benchmarks/training.py --threads 1 2 --loads 0 1 --quick # every setting, epochs capped at 3
     python benchmarks/training.py --device cuda --threads 1         # the GPU column
     python benchmarks/training.py --profile                         # cProfile of one two-tower epoch first
     python benchmarks/training.py --threads 1 --seeds 2020 2021 2022 --models two-tower   # 3 splits + medians
 
-Per model and setting: examples/s of a training epoch (validation excluded; the median epoch),
-time-to-quality (wall and process-CPU seconds from the start of fit until validation NDCG@10, or
-AUC for CTR, is within 1% of the run's best), the whole fit's wall and CPU seconds, the best
+Per model and setting: examples/s of a training epoch (validation excluded; the median epoch; CTR
+rows also per CPU second, examples_cpu_s), time-to-quality (wall and process-CPU seconds from the
+start of fit until validation NDCG@10, or AUC for CTR, is within 1% of the run's best), the whole fit's wall and CPU seconds, the best
 validation score and the test score. Retrieval data: the recbole protocol split of --data (seed
 --seed, or each of --seeds; with several seeds a second table holds each setting's medians). A competing load is N processes each spinning one core for the setting's duration (they
 stop by themselves at a deadline and are terminated after it). CPU seconds are this process's
@@ -37,7 +40,7 @@ import torch
 
 from _common import SHARED_DATA, markdown_table, median, write_results
 from turborec.data import apply_protocol, load_movielens, synthetic
-from turborec.train.options import make_estimator
+from turborec.train.options import make_estimator, option_kinds
 
 MODELS = ("popularity", "bpr", "ease", "two-tower")
 CTR_MODELS = ("logreg", "fm", "dlrm", "dcnv2", "deepfm")
@@ -91,28 +94,51 @@ def retrieval_row(name: str, split: Any, params: dict[str, str], seed: int, devi
     return row
 
 
-def ctr_row(kind: str, raw: Any, seed: int, threads: int, device: str, preset: str) -> dict[str, Any] | None:
-    """One CTR recipe run (the one ``turborec train --task ctr`` uses), when this tree has the recipe."""
-    try:
-        from turborec.train.ctr_recipe import ctr_recipe, train_ctr
-    except ImportError:
-        return None
-    recipe = ctr_recipe(kind, preset, seed=seed, device=device, threads=threads)
+def ctr_row(spec: str, raw: Any, seed: int, threads: int, device: str, preset: str,
+            epochs: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """One CTR recipe run (the one ``turborec train --task ctr`` uses: encoder, LR, warm start, net).
+
+    examples_s / examples_cpu_s: training rows per wall / process-CPU second of the net's median complete
+    epoch (its training steps; validation excluded). ttq: from the start of the recipe (encoding and, for
+    the warm-started nets, the LR fit included) to the first validation, the LR-equivalent start among
+    them, whose AUC is within 1% of the run's best."""
+    from turborec.train.ctr_recipe import ctr_recipe, train_ctr
+
+    kind, _, extra = spec.partition(":")  # kind[:key=value,...], options on top of the preset (--param's)
+    options = dict(kv.split("=", 1) for kv in extra.split(",") if kv)
+    recipe = ctr_recipe(kind, preset, options, seed=seed, device=device, threads=threads, epochs=epochs)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     run = train_ctr(raw, recipe)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     fit = run.fit
-    rows = int(len(raw) * recipe.split[0])
-    step_rows = recipe.train.batch_size
-    seconds_per_step = fit.seconds / max(fit.steps, 1)  # validation included: steps are timed as a whole
+    full = [i for i, n in enumerate(fit.epoch_rows) if n == max(fit.epoch_rows)]  # epochs not cut by a stop
+    rows = fit.epoch_rows[full[0]]
+    row: dict[str, Any] = {
+        "model": spec,
+        "epochs": len(fit.epoch_rows),
+        "examples_s": rows / median([fit.epoch_seconds[i] for i in full]),
+        "examples_cpu_s": rows / median([fit.epoch_cpu_seconds[i] for i in full]),
+    }
     evals = [h for h in fit.history if "valid_auc" in h]
-    row: dict[str, Any] = {"model": kind, "epochs": fit.steps * step_rows / max(rows, 1),
-                           "examples_s": step_rows / seconds_per_step}
     if evals:
-        _, step = time_to_quality([h["valid_auc"] for h in evals], [h["step"] for h in evals])
-        row["ttq_s"] = step * seconds_per_step  # an estimate: the net's own steps, uniform in time
-    row.update(fit_s=wall, fit_cpu_s=cpu, valid_auc=fit.best_valid_auc, test_auc=run.metrics.get("auc"))
+        first, _ = time_to_quality([h["valid_auc"] for h in evals], [h["step"] for h in evals])
+        row["ttq_s"] = wall - fit.seconds + evals[first]["elapsed"]
+        row["ttq_cpu_s"] = cpu - fit.cpu_seconds + evals[first]["cpu_elapsed"]
+    m = run.metrics
+    row.update(fit_s=wall, fit_cpu_s=cpu, valid_auc=m["valid_auc"], test_auc=m["auc"],
+               valid_logloss=m["valid_logloss"], logreg_valid_logloss=m.get("logreg_valid_logloss"),
+               test_logloss=m["logloss"])  # fmt: skip
     return row
+
+
+def synthetic_ctr_raw(n_rows: int, seed: int) -> Any:
+    """A Criteo-shaped synthetic click log (26 categorical features of 10-2,000 values, 13 dense; the
+    generator's factorization-machine click model), as raw rows for the recipe's "synthetic" preset."""
+    from turborec.data.ctr import SyntheticCTRConfig, synthetic_ctr
+
+    vocab = tuple(v for _ in range(4) for v in (10, 50, 200, 500, 1000, 2000, 100))[:26]
+    config = SyntheticCTRConfig(n_rows=n_rows, vocab_sizes=vocab, n_dense=13, seed=seed)
+    return synthetic_ctr(config).raw(f"synthetic-ctr-{n_rows}")
 
 
 def profile_two_tower(split: Any, params: dict[str, str], seed: int) -> str:
@@ -128,15 +154,17 @@ def profile_two_tower(split: Any, params: dict[str, str], seed: int) -> str:
 
 
 def seed_medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (threads, load, device, model): the median of each number over its seeds."""
+    """One row per (threads, load, device, CTR data, model): the median of each number over its seeds."""
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((row["threads"], row["load"], row["device"], row["model"]), []).append(row)
+        key = (row["threads"], row["load"], row["device"], row.get("data"), row["model"])
+        groups.setdefault(key, []).append(row)
     out = []
-    for (threads, load, device, model), group in groups.items():
+    for (threads, load, device, data, model), group in groups.items():
         numbers = [k for k, v in group[0].items() if isinstance(v, (int, float)) and k not in ("threads", "load", "seed")]
-        out.append({"threads": threads, "load": load, "device": device, "model": model, "seeds": len(group),
-                    **{k: median([r[k] for r in group if r.get(k) is not None]) for k in numbers}})
+        out.append({"threads": threads, "load": load, "device": device, **({"data": data} if data else {}),
+                    "model": model, "seeds": len(group),
+                    **{k: median([r[k] for r in group if r.get(k) is not None]) for k in numbers}})  # fmt: skip
     return out
 
 
@@ -152,7 +180,16 @@ def main() -> None:
                     help="option for one model, repeatable (e.g. two-tower:objective=users)")
     ap.add_argument("--ctr", default=None, metavar="PATH", help="labelled CTR data for the CTR rows (omit: none)")
     ap.add_argument("--ctr-format", default="criteo", help="reader and recipe preset of --ctr (criteo, avazu, libfm)")
-    ap.add_argument("--ctr-models", nargs="*", default=list(CTR_MODELS))
+    ap.add_argument("--ctr-models", nargs="*", default=list(CTR_MODELS),
+                    help="CTR kinds, each optionally with recipe options: dcnv2:low_rank=32,dim=8")
+    ap.add_argument("--ctr-synthetic", type=int, default=None, metavar="N",
+                    help="CTR rows also on N Criteo-shaped synthetic rows (26 categorical, 13 dense features), "
+                         "trained with the recipe's 'synthetic' preset (big batches): per-epoch throughput "
+                         "without the per-step overhead of a 10k-row sample's small batches")
+    ap.add_argument("--max-epochs", type=int, default=None, metavar="N",
+                    help="cap every trained model at N epochs (retrieval models with epochs, CTR nets)")
+    ap.add_argument("--quick", action="store_true",
+                    help="a short run (--max-epochs 3 unless given): to check the whole grid end to end")
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--loads", nargs="+", type=int, default=[0], help="competing busy processes per setting")
     ap.add_argument("--device", default="cpu")
@@ -180,12 +217,18 @@ def main() -> None:
         torch.set_num_threads(1)
         profile = profile_two_tower(splits[seeds[0]], params.get("two-tower", {}), seeds[0])
         print(profile, flush=True)
-    raw = None
+    if args.quick and args.max_epochs is None:
+        args.max_epochs = 3
+    ctr_sets: list[tuple[str, Any, str]] = []  # (data name, raw rows, recipe preset)
     if args.ctr:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
         from turborec.cli.ctr import read_raw
+        from turborec.train.ctr_recipe import FORMAT_PRESETS
 
-        raw = read_raw(args.ctr, args.ctr_format)
+        ctr_sets.append((Path(args.ctr).name, read_raw(args.ctr, args.ctr_format),
+                         FORMAT_PRESETS.get(args.ctr_format, "criteo")))  # fmt: skip
+    if args.ctr_synthetic:
+        ctr_sets.append((f"synthetic-ctr-{args.ctr_synthetic}", synthetic_ctr_raw(args.ctr_synthetic, 0), "synthetic"))
     rows: list[dict[str, Any]] = []
     curves: list[dict[str, Any]] = []
     result_name = args.name or Path(args.data.rstrip("/")).name
@@ -207,6 +250,8 @@ def main() -> None:
                 for spec in args.models:
                     model_name, _, extra = spec.partition(":")
                     options = {**params.get(model_name, {}), **dict(kv.split("=", 1) for kv in extra.split(",") if kv)}
+                    if args.max_epochs and "epochs" in option_kinds(model_name) and "epochs" not in options:
+                        options["epochs"] = str(args.max_epochs)
                     for seed in seeds:
                         row = retrieval_row(model_name, splits[seed], options, seed, args.device)
                         row["model"] = spec
@@ -215,14 +260,12 @@ def main() -> None:
                             curves.append({**key, "model": spec, **row.pop("curve")})
                         rows.append({**key, **row})
                         save()
-                if raw is not None:
+                for data_name, raw, preset in ctr_sets:
                     for kind in args.ctr_models:
                         for seed in seeds:
-                            ctr = ctr_row(kind, raw, seed, threads, args.device, args.ctr_format)
-                            if ctr is None:
-                                print("the CTR recipe (turborec.train.ctr_recipe) is not in this tree: no CTR rows")
-                                break
-                            rows.append({"threads": threads, "load": load, "device": args.device, "seed": seed, **ctr})
+                            ctr = ctr_row(kind, raw, seed, threads, args.device, preset, args.max_epochs)
+                            rows.append({"threads": threads, "load": load, "device": args.device, "seed": seed,
+                                         "data": data_name, **ctr})  # fmt: skip
                             save()
     save()
 

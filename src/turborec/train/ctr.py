@@ -90,6 +90,7 @@ class CTRFitResult:
     epoch_rows: list[int] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
     epoch_cpu_seconds: list[float] = field(default_factory=list)
+    cpu_seconds: float = math.nan  # process CPU seconds of the whole fit (validation included)
 
 
 def _check_inputs(model: RankerNet, data: CTRData, what: str, need_label: bool = True) -> None:
@@ -282,6 +283,7 @@ class CTRTrainer:
             epoch_rows=epoch_rows,
             epoch_seconds=epoch_seconds,
             epoch_cpu_seconds=epoch_cpu_seconds,
+            cpu_seconds=time.process_time() - cpu_started,
         )
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from turborec.data.ctr.containers import CTRData
+from turborec.data.ctr.containers import CTRData, RawCTR
 from turborec.errors import ConfigError
 
 
@@ -57,6 +57,13 @@ class SyntheticCTR:
 
     data: CTRData
     true_prob: np.ndarray  # float32 [N]
+
+    def raw(self, source: str = "synthetic") -> RawCTR:
+        """The rows as a file would hold them (categorical values as text, columns d0.. and c0..), for the
+        CTR recipe, which fits its own encoder."""
+        d = self.data
+        return RawCTR(d.dense.astype(np.float64), d.sparse.astype(str).astype(object), d.label,
+                      tuple(f"d{i}" for i in range(d.n_dense)), tuple(f"c{j}" for j in range(d.n_sparse)), source)  # fmt: skip
 
 
 class SyntheticClickModel:

@@ -56,7 +56,10 @@ class SparseEmbeddings(nn.Module):
         """int64 [B, F] -> [B, F, dim]."""
         tables = self._fusable()
         if tables is not None:
-            return nn.functional.embedding(sparse + self.offsets, torch.cat([t.weight for t in tables]))
+            # index_select, whose backward (index_add_) sums the same rows in the same order as embedding's
+            # but several times faster on CPU (embedding's dense backward adds one row per tensor op)
+            ids = (sparse + self.offsets).reshape(-1)
+            return torch.cat([t.weight for t in tables]).index_select(0, ids).view(*sparse.shape, self.dim)
         return torch.stack([table(sparse[:, i]) for i, table in enumerate(self.tables.values())], dim=1)
 
     def squared_norm(self, sparse: torch.Tensor) -> torch.Tensor:
