@@ -53,6 +53,7 @@ def test_recipe_rankers_end_at_or_below_the_logreg_validation_logloss(criteo_10k
     assert run.fit.history[0]["step"] == 0  # the LR-equivalent start was validated
     assert run.metrics["valid_logloss"] <= run.metrics["logreg_valid_logloss"]
     assert run.metrics["valid_logloss_below_logreg"] is True
+    assert run.recipe.train.logloss_cap_at_start  # what the artifact records is what the fit ran with
 
 
 def test_training_that_only_hurts_restores_the_logreg_start(

@@ -276,7 +276,8 @@ def train_ctr(raw: RawCTR, recipe: CTRRecipe) -> CTRRun:
     if len(prints) > MAX_FINGERPRINTS:
         prints = np.random.default_rng(seed).choice(prints, MAX_FINGERPRINTS, replace=False)
         split["fingerprints_sampled"] = True
-    return CTRRun(model, encoder, fit, metrics, recipe, split, np.unique(prints), logreg)
+    used = replace(recipe, train=train_config)  # the artifact records the training settings the fit ran with
+    return CTRRun(model, encoder, fit, metrics, used, split, np.unique(prints), logreg)
 
 
 def save_ctr_run(path: Any, run: CTRRun) -> Any:
