@@ -32,6 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=("protocol", "none"), default="protocol", help="'none' trains on the whole file")
     p.add_argument("--param", action="append", type=key_value, default=[], metavar="KEY=VALUE",
                    help="model/training option, repeatable (e.g. dim=64, temperature=0.05, lr=0.002)")
+    p.add_argument("--teacher", metavar="RUN|MODEL",
+                   help="two-tower only: train against a teacher's scores as well as the held-out items: a saved "
+                        "retrieval run fitted on the same split (same --data, --protocol, --seed), or a model name "
+                        "(e.g. ease) trained first on this split; --param teacher_weight=, teacher_temperature= "
+                        "say how (docs/benchmarks.md)")
     p.add_argument("--epochs", type=positive_int, help="maximum epochs (early stopping may end sooner)")
     p.add_argument("--seed", type=int, default=2020, help="split and training seed (default 2020)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
@@ -63,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs:
         typed["epochs"] = args.epochs
     model = make_estimator(args.model, dict(args.param), **typed)  # validates options before loading data
+    if args.teacher and args.model != "two-tower":
+        from turborec.errors import ConfigError
+
+        raise ConfigError(f"--teacher trains a two-tower student, not {args.model}")
     data = load_interactions(args)
     metrics: dict[str, object] = {"data": data_provenance(data), "model": args.model}
     if args.task == "pipeline" and args.split == "none":
@@ -70,12 +79,16 @@ def run(args: argparse.Namespace) -> int:
 
         raise ConfigError("--task pipeline trains its ranker on the validation part: it needs a protocol split")
     if args.split == "none":
+        if args.teacher:
+            model.teacher = _teacher(args, data, None, metrics)  # type: ignore[attr-defined]
         model.fit(data)
         print(f"trained {args.model} on {len(data):,} interactions in {model.fit_seconds:.1f}s")
     else:
         split = apply_protocol(args.protocol, data, seed=args.seed)
         if not args.quiet:
             print(split.summary())
+        if args.teacher:
+            model.teacher = _teacher(args, split.train, split.valid, metrics)  # type: ignore[attr-defined]
         model.fit(split.train, split.valid)
         report = model.evaluate(split.test, exclude=[split.valid], ks=(args.k,))
         metrics.update({"protocol": args.protocol, "seed": args.seed, "test": report.metrics})
@@ -85,6 +98,31 @@ def run(args: argparse.Namespace) -> int:
     path = model.save(args.out, metrics=metrics)
     print(f"saved {path}")
     return 0
+
+
+def _teacher(args: argparse.Namespace, train: object, valid: object, metrics: dict[str, object]) -> object:
+    """``--teacher``: a saved retrieval run (its vocabularies checked at fit) or a model name fitted here."""
+    from pathlib import Path
+
+    from turborec.errors import ConfigError
+    from turborec.train.options import make_estimator
+    from turborec.train.recommender import known_estimators
+
+    if Path(args.teacher).exists():
+        from turborec.loading import RETRIEVAL, load
+
+        teacher = load(args.teacher, accept=(RETRIEVAL,), command="train --teacher")
+        metrics["teacher_source"] = str(args.teacher)
+        return teacher
+    if args.teacher not in known_estimators():
+        raise ConfigError(f"--teacher {args.teacher}: no such run directory, and not a model "
+                          f"({', '.join(known_estimators())})")
+    teacher = make_estimator(args.teacher, seed=args.seed, device=args.device, progress=not args.quiet)
+    teacher.fit(train, valid)
+    metrics["teacher_source"] = args.teacher
+    if not args.quiet:
+        print(f"teacher {args.teacher} fitted in {teacher.fit_seconds:.1f}s")
+    return teacher
 
 
 def _pick(metrics: dict[str, float], k: int) -> dict[str, float]:

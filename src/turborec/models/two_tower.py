@@ -50,6 +50,13 @@ class TwoTowerConfig(NetConfig):
     # training: validate (and keep) an exponential moving average of the weights with this per-step
     # decay instead of the raw weights; 0 = off
     weight_average: float = 0.99
+    # training with a teacher (``TwoTowerRecommender(teacher=...)``, objective "users"): the loss is
+    # (1 - teacher_weight) x the hidden items' cross-entropy + teacher_weight x the cross-entropy against the
+    # teacher's softmax (its scores / teacher_temperature) over the items not visible, the teacher reading
+    # the same visible items. The temperature is on the teacher's scale (EASE scores are ~0-0.5). Without
+    # a teacher both are unused.
+    teacher_weight: float = 0.3
+    teacher_temperature: float = 0.05
     embeddings: EmbeddingPlan = field(default_factory=EmbeddingPlan)
 
     def __post_init__(self) -> None:
@@ -57,6 +64,10 @@ class TwoTowerConfig(NetConfig):
             raise ConfigError(f"two-tower objective must be 'users' or 'pairs', got {self.objective!r}")
         if not 0.0 < self.holdout < 1.0:
             raise ConfigError(f"two-tower holdout must be in (0, 1), got {self.holdout}")
+        if not 0.0 < self.teacher_weight <= 1.0:
+            raise ConfigError(f"two-tower teacher_weight must be in (0, 1], got {self.teacher_weight}")
+        if not self.teacher_temperature > 0.0:
+            raise ConfigError(f"two-tower teacher_temperature must be positive, got {self.teacher_temperature}")
 
 
 class FastDropout(nn.Dropout):

@@ -11,13 +11,14 @@ import torch
 from torch.nn import functional as F
 
 from turborec.data.interactions import Interactions
+from turborec.errors import ConfigError, DataError, NotFittedError
 from turborec.metrics.ranking import evaluate_ranking
 from turborec.models.base import NetConfig
 from turborec.models.ease import EASEConfig, EASENet
 from turborec.models.mf import MFConfig, MFNet
 from turborec.models.popularity import PopularityConfig, PopularityNet
 from turborec.models.two_tower import TwoTowerConfig, TwoTowerNet
-from turborec.train.history import Histories
+from turborec.train.history import Histories, pad_lists
 from turborec.train.recommender import Recommender, register_estimator
 from turborec.train.trainer import Parallel, TrainConfig, TrainHistory, fit_loop
 
@@ -293,6 +294,28 @@ def scaled_batch(config: TrainConfig, interactions: int) -> TrainConfig:
     return replace(config, batch_size=-(-interactions // cap))
 
 
+@torch.no_grad()
+def _teacher_targets(teacher: Recommender, b: _UserBatch, temperature: float) -> torch.Tensor:
+    """[B, n_items]: the teacher's softmax (scores / ``temperature``) over each user's non-visible items,
+    the teacher reading the same visible items the student reads (all of them, or its own window)."""
+    rows = b.seen_rows.cpu().numpy()
+    items = b.seen_items.cpu().numpy()
+    cuts = np.searchsorted(rows, np.arange(len(b.users) + 1))  # seen_rows are in row order
+    visible = pad_lists([items[cuts[r] : cuts[r + 1]] for r in range(len(b.users))], teacher.history_len)
+    scores = torch.from_numpy(teacher.score_users(b.users.cpu().numpy(), visible)).float().to(b.users.device)
+    scores = scores.index_put((b.seen_rows, b.seen_items), torch.tensor(float("-inf"), device=scores.device))
+    return F.softmax(scores / temperature, dim=1)
+
+
+def _teacher_term(teacher: Recommender, b: _UserBatch, log_p: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Cross-entropy of the student's ``log_p`` [B, n_items] against the teacher's targets, each user
+    weighted by its hidden items (as the hidden-item term weights it)."""
+    targets = _teacher_targets(teacher, b, temperature)
+    per_user = -(targets * log_p.clamp_min(-1e4)).sum(1)  # visible items: target 0, log_p -inf
+    n_hidden = torch.bincount(b.target_rows, minlength=len(b.users)).to(per_user.dtype)
+    return (per_user * n_hidden).sum() / n_hidden.sum().clamp_min(1.0)
+
+
 @register_estimator("two-tower")
 class TwoTowerRecommender(Recommender):
     """Two-tower retrieval. Default objective "users": per user, a random half of its items hidden from
@@ -315,11 +338,17 @@ class TwoTowerRecommender(Recommender):
     # an extra training term f(batch) -> scalar added to the loss (e.g. distillation from a
     # teacher, set by turborec.compress); never saved
     aux_loss: Callable[[_TowerBatch | _UserBatch], torch.Tensor] | None = None
+    # a fitted retrieval model whose scores are soft targets (objective "users"; teacher_weight and
+    # teacher_temperature say how); never saved
+    teacher: Recommender | None = None
     # how training is spread over processes (turborec.distributed sets a sharded one); never saved
     parallel: Parallel = Parallel()
 
-    def __init__(self, config: NetConfig | None = None, train: TrainConfig | None = None, **overrides: Any):
+    def __init__(self, config: NetConfig | None = None, train: TrainConfig | None = None, *,
+                 teacher: Recommender | None = None, **overrides: Any):
         super().__init__(config, train, **overrides)
+        if teacher is not None:
+            self.teacher = teacher
         # the training options the caller chose (None: a whole TrainConfig, kept as given)
         train_fields = set(TrainConfig.__dataclass_fields__)
         self._chosen_train = None if train is not None else {k: v for k, v in overrides.items() if k in train_fields}
@@ -342,6 +371,8 @@ class TwoTowerRecommender(Recommender):
         cfg = self.config
         # the per-user objective needs the full softmax (small catalogs); sharded, each process trains its users
         users = cfg.objective == "users" and train.n_items <= cfg.full_softmax_below
+        if self.teacher is not None:
+            self._check_teacher(train, users)
         if not users:
             self._use_pairs_defaults()
         net = par.prepare(self.net)  # the net itself, or a copy with sharded tables
@@ -366,6 +397,20 @@ class TwoTowerRecommender(Recommender):
         if average is not None and scorer is None:  # nothing validated: keep the average of the last steps
             average.swap_in()
         par.finish()
+
+    def _check_teacher(self, train: Interactions, users: bool) -> None:
+        teacher = self.teacher
+        assert teacher is not None
+        if not users:
+            raise ConfigError(f"a teacher trains the two-tower's per-user objective (objective='users', catalogs up to "
+                              f"full_softmax_below={self.config.full_softmax_below:,} items); this fit trains pairs")
+        if teacher.net is None or teacher.histories is None:
+            raise NotFittedError("the teacher is not fitted; fit or load it first")
+        if teacher.users != train.users or teacher.items != train.items:
+            raise DataError("the teacher was fitted on other users or items: fit it on the same split")
+        if self.parallel.world_size > 1:
+            raise ConfigError("a teacher trains in one process (the sharded job takes none)")
+        self.metrics["teacher"] = {"model": teacher.name, "net": teacher.config.to_dict()}
 
     def _user_objective(
         self, net: TwoTowerNet, train: Interactions, average: _WeightAverage | None, par: Parallel
@@ -399,13 +444,20 @@ class TwoTowerRecommender(Recommender):
                 elif hi > lo:
                     yield batch.rows(lo, hi)
 
+        teacher = self.teacher
+        weight = cfg.teacher_weight
+
         def loss(b: _UserBatch) -> torch.Tensor:
             if average is not None:
                 average.update()
             logits = net.user_vectors(b.users, b.history) @ net.item_vectors().T
             # the items left visible are positives too: not negatives for the hidden ones
             logits = logits.index_put((b.seen_rows, b.seen_items), torch.tensor(float("-inf"), device=dev))
-            return -F.log_softmax(logits, dim=1)[b.target_rows, b.target_items].mean()
+            log_p = F.log_softmax(logits, dim=1)
+            hidden = -log_p[b.target_rows, b.target_items].mean()
+            if teacher is None:
+                return hidden
+            return (1.0 - weight) * hidden + weight * _teacher_term(teacher, b, log_p, cfg.teacher_temperature)
 
         return batches, loss, {"data_rng": gen}
 
