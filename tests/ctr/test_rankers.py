@@ -192,3 +192,19 @@ def test_one_fused_lookup_equals_a_lookup_per_table_bit_for_bit(fused: bool, mon
     (want * torch.arange(want.numel()).reshape(want.shape)).sum().backward()
     assert torch.equal(out, want)
     assert all(torch.equal(g, t.weight.grad) for g, t in zip(grads, emb.tables.values()))  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_state_saved_before_calibration_existed_loads_as_identity(kind: str) -> None:
+    net = build_ranker(kind, {}, cardinalities=CARDS, n_dense=2)
+    net.calibration.copy_(torch.tensor([2.0, -1.0]))
+    dense, sparse = _batch(8)
+    old_state = {k: v for k, v in net.state_dict().items() if k != "calibration"}  # what older artifacts hold
+    fresh = build_ranker(kind, {}, cardinalities=CARDS, n_dense=2)
+    fresh.calibration.copy_(torch.tensor([3.0, 3.0]))
+    fresh.load_state_dict(old_state)  # strict: every other key must still match
+    assert fresh.calibration.tolist() == [1.0, 0.0]
+    net.calibration.copy_(torch.tensor([1.0, 0.0]))
+    assert torch.equal(fresh(dense, sparse), net(dense, sparse))
+    with pytest.raises(RuntimeError, match="Missing key"):  # any other missing weight still fails loudly
+        fresh.load_state_dict({k: v for k, v in old_state.items() if not k.endswith("bias")})

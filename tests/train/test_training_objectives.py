@@ -9,6 +9,7 @@ import torch
 from turborec._util.threads import default_threads, pick_threads
 from turborec.data import apply_protocol, synthetic
 from turborec.errors import ConfigError
+from turborec.models.ease import EASEConfig, EASENet
 from turborec.train import EASERecommender, TwoTowerRecommender
 from turborec.train.estimators import _unique_histories, _user_batch
 from turborec.train.history import Histories
@@ -93,3 +94,21 @@ def test_threads_flag_sets_torch_and_rejects_zero() -> None:
         torch.set_num_threads(before)
     with pytest.raises(SystemExit):
         parser.parse_args(["--threads", "0"])
+
+
+
+def test_ease_closed_form_is_the_published_formula() -> None:
+    # B = I - P diag(1/diag(P)), P = (G + l2 I)^-1, zero diagonal: computed here with numpy, independently of the
+    # net's (torch) inverse, on a co-occurrence gram matrix
+    rng = np.random.default_rng(0)
+    x = (rng.random((300, 40)) < 0.1).astype(np.float64)
+    gram = x.T @ x
+    net = EASENet(EASEConfig(l2=25.0), {"n_users": 300, "n_items": 40})
+    net.fit_closed_form(gram)
+    p = np.linalg.inv(gram + 25.0 * np.eye(40))
+    expected = np.eye(40) - p / np.diag(p)
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(net.B.numpy(), expected, rtol=1e-4, atol=1e-6)
+    net.fit_closed_form(gram, l2=1.0)  # the l2 argument overrides the config's
+    p1 = np.linalg.inv(gram + np.eye(40))
+    assert np.allclose(net.B.numpy()[0, 1], -p1[0, 1] / p1[1, 1], rtol=1e-4)

@@ -40,7 +40,9 @@ class EASENet(RetrievalNet):
         """B = I - P diag(1/diag(P)), P = (X^T X + l2 I)^-1, with a zero diagonal (l2 from the config by default)."""
         g = np.array(gram, dtype=np.float64, copy=True)
         g[np.diag_indices_from(g)] += self.config.l2 if l2 is None else l2
-        p = np.linalg.inv(g)
+        # torch's inverse, not numpy's: it runs on torch's thread count (``--threads``), where numpy's BLAS
+        # takes every core of the machine whatever else runs on it (the oversubscription of issue 16)
+        p = torch.linalg.inv(torch.from_numpy(g)).numpy()
         b = p / (-np.diag(p))
         b[np.diag_indices_from(b)] = 0.0
         self.B.copy_(torch.from_numpy(b.astype(np.float32)))

@@ -165,6 +165,12 @@ class RankerNet(nn.Module):
     def calibrate(self, logit: torch.Tensor) -> torch.Tensor:
         return logit * self.calibration[0] + self.calibration[1]
 
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # artifacts saved before Platt calibration existed hold no "calibration": identity is what they scored
+        # with, so they load as they were instead of failing on a missing key
+        state_dict.setdefault(prefix + "calibration", torch.tensor([1.0, 0.0]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, dense: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
