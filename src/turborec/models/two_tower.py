@@ -54,8 +54,9 @@ class TwoTowerConfig(NetConfig):
     # (1 - teacher_weight) x the hidden items' cross-entropy + teacher_weight x the cross-entropy against the
     # teacher's softmax (its scores / teacher_temperature) over the items not visible, the teacher reading
     # the same visible items. The temperature is on the teacher's scale (EASE scores are ~0-0.5). Without
-    # a teacher both are unused.
-    teacher_weight: float = 0.3
+    # a teacher both are unused. 0.15 / 0.05: the best 3-seed validation median with an EASE teacher on
+    # ml-latest-small among weights 0.08-0.5 and temperatures 0.03-0.1 (docs/benchmarks.md, issue 16).
+    teacher_weight: float = 0.15
     teacher_temperature: float = 0.05
     embeddings: EmbeddingPlan = field(default_factory=EmbeddingPlan)
 
