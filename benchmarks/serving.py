@@ -808,9 +808,9 @@ def peer_table(w: dict[str, Any]) -> str:
     same = [r for r in w["variants"] if "turborec_storm" in r]
     if same:
         turborec = next((r.get("storm") for r in w["variants"] if r["variant"] == "turborec"), None) or {}
-        peak = same[0]["turborec_storm"]["storm_rate"]
-        lines += ["", f"The same traffic for every server: turborec's storm ({peak / 6:,.0f} -> {peak:,.0f} -> "
-                      f"{peak / 6:,.0f} req/s):", "",
+        calm, peak = same[0]["turborec_storm"]["calm_rate"], same[0]["turborec_storm"]["storm_rate"]
+        lines += ["", f"The same traffic for every server: turborec's storm ({calm:,.0f} -> {peak:,.0f} -> "
+                      f"{calm:,.0f} req/s):", "",
                   "| server | admitted p99 (ms) | 503 / errors | back to normal (s) |", "|---|---|---|---|"]
         for name, st in [("turborec", turborec), *((r["variant"], r["turborec_storm"]) for r in same)]:
             if st:

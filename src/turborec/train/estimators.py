@@ -18,7 +18,7 @@ from turborec.models.ease import EASEConfig, EASENet
 from turborec.models.mf import MFConfig, MFNet
 from turborec.models.popularity import PopularityConfig, PopularityNet
 from turborec.models.two_tower import TwoTowerConfig, TwoTowerNet
-from turborec.train.history import Histories, pad_lists
+from turborec.train.history import Histories
 from turborec.train.recommender import Recommender, register_estimator
 from turborec.train.trainer import Parallel, TrainConfig, TrainHistory, fit_loop
 
@@ -248,6 +248,19 @@ def _unique_histories(histories: Histories) -> tuple[np.ndarray, np.ndarray]:
     return offsets, histories.items[keep]
 
 
+def _last_items(row: np.ndarray, item: np.ndarray, n_rows: int, width: int | None) -> np.ndarray:
+    """[n_rows, <= width] each row's last ``width`` items (None: all), oldest first, -1 padded; ``row`` is
+    sorted (each row's items in order), vectorised."""
+    n = np.bincount(row, minlength=n_rows)
+    width = int(n.max(initial=0)) if width is None else width
+    rank = np.arange(len(row)) - (np.cumsum(n) - n)[row]  # position among the row's items
+    first = np.maximum(n - width, 0)[row]
+    inside = rank >= first
+    out = np.full((n_rows, max(int(min(width, n.max(initial=0))), 1)), -1, dtype=np.int64)
+    out[row[inside], (rank - first)[inside]] = item[inside]
+    return out
+
+
 def _user_batch(
     users: np.ndarray, offsets: np.ndarray, items: np.ndarray, holdout: float, width: int,
     gen: np.random.Generator, dev: torch.device,
@@ -260,14 +273,7 @@ def _user_batch(
     item = items[events]
     hidden = gen.random(len(row)) < holdout
     visible = ~hidden
-    # position among the row's visible items, and how many it has: the window keeps the last ``width``
-    n_visible = np.bincount(row[visible], minlength=len(users))
-    rank = np.cumsum(visible) - 1 - (np.cumsum(n_visible) - n_visible)[row]
-    first = np.maximum(n_visible - width, 0)[row]
-    inside = visible & (rank >= first)
-    cols = max(int(min(width, n_visible.max(initial=0))), 1)
-    history = np.full((len(users), cols), -1, dtype=np.int64)
-    history[row[inside], (rank - first)[inside]] = item[inside]
+    history = _last_items(row[visible], item[visible], len(users), width)
 
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(dev)
@@ -298,10 +304,8 @@ def scaled_batch(config: TrainConfig, interactions: int) -> TrainConfig:
 def _teacher_targets(teacher: Recommender, b: _UserBatch, temperature: float) -> torch.Tensor:
     """[B, n_items]: the teacher's softmax (scores / ``temperature``) over each user's non-visible items,
     the teacher reading the same visible items the student reads (all of them, or its own window)."""
-    rows = b.seen_rows.cpu().numpy()
-    items = b.seen_items.cpu().numpy()
-    cuts = np.searchsorted(rows, np.arange(len(b.users) + 1))  # seen_rows are in row order
-    visible = pad_lists([items[cuts[r] : cuts[r + 1]] for r in range(len(b.users))], teacher.history_len)
+    # seen_rows are in row order, each row's items oldest first
+    visible = _last_items(b.seen_rows.cpu().numpy(), b.seen_items.cpu().numpy(), len(b.users), teacher.history_len)
     scores = torch.from_numpy(teacher.score_users(b.users.cpu().numpy(), visible)).float().to(b.users.device)
     scores = scores.index_put((b.seen_rows, b.seen_items), torch.tensor(float("-inf"), device=scores.device))
     return F.softmax(scores / temperature, dim=1)
