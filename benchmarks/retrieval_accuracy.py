@@ -42,6 +42,7 @@ def main() -> None:
             fit_s = time.perf_counter() - t0
             rep = model.evaluate(split.test, exclude=[split.valid], ks=(10, 20))
             row = {k: rep[k] for k in ("recall@10", "ndcg@10", "hit@10", "mrr@10", "recall@20", "ndcg@20")}
+            row["valid ndcg@10"] = model.evaluate(split.valid, ks=(10,))["ndcg@10"]  # what choices are made on
             row["fit_s"] = fit_s
             per_model[name].append(row)
             print(f"seed {seed} {name}: ndcg@10 {row['ndcg@10']:.4f} fit {fit_s:.1f}s", flush=True)

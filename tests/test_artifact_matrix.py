@@ -1,7 +1,7 @@
 """Every artifact kind the package writes x every consumer: it works with the right answers, or it is
 refused in one line naming the kinds the consumer takes (exit 2).
 
-Kinds (``KINDS``): plain two-tower, BPR, EASE, popularity, compressed (int8 tables + int8 MLP, pruned,
+Kinds (``KINDS``): plain two-tower, BPR, EASE, popularity, Mult-DAE + two-tower, compressed (int8 tables + int8 MLP, pruned,
 distilled), a ``turborec tune --out`` folder (the model under ``model/`` with an ONNX user tower and an
 exact ``Index``), a two-stage pipeline, a CTR ranker. Consumers (``CONSUMERS``): ``turborec.load`` and its
 verbs, and the CLI's evaluate, recommend, serve (one request over loopback: /v1/recommend, or /v1/score for
@@ -31,7 +31,9 @@ from turborec.data.interactions import Interactions
 from turborec.data.splits import Split, random_split
 from turborec.data.synthetic import synthetic
 from turborec.metrics.ctr import auc
+from turborec.models.mult_dae import DAETwoTowerConfig, MultDAEConfig
 from turborec.models.rankers import build_ranker
+from turborec.models.two_tower import TwoTowerConfig
 from turborec.serving.knobs import ServingKnobs
 from turborec.serving.server import background_server, build_service
 from turborec.train import (
@@ -47,12 +49,13 @@ from turborec.train import (
     predict_ranker,
     save_ranker,
 )
+from turborec.train.dae import DAETwoTowerRecommender
 from turborec.tune.artifact import save_tuned
 
-RETRIEVAL_KINDS = ["two-tower", "bpr", "ease", "popularity", "int8", "pruned", "distilled", "tuned", "pipeline"]
+RETRIEVAL_KINDS = ["two-tower", "bpr", "ease", "popularity", "dae-two-tower", "int8", "pruned", "distilled", "tuned", "pipeline"]
 KINDS = [*RETRIEVAL_KINDS, "ranker"]
 CONSUMERS = ["python", "evaluate", "recommend", "serve", "export", "predict"]
-NOT_TWO_TOWER = ("bpr", "ease", "popularity")
+NOT_TWO_TOWER = ("bpr", "ease", "popularity", "dae-two-tower")
 # (kind, consumer) -> the words of the one-line refusal; every other cell must work
 EXPECTED_REFUSALS: dict[tuple[str, str], str] = {
     **{(k, "export"): "edge export needs a two-tower model" for k in NOT_TWO_TOWER},
@@ -100,6 +103,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         "bpr": BPRRecommender(dim=16, epochs=2, **quiet).fit(split.train),
         "ease": EASERecommender().fit(split.train),
         "popularity": PopularityRecommender().fit(split.train),
+        "dae-two-tower": DAETwoTowerRecommender(
+            DAETwoTowerConfig(dae=MultDAEConfig(hidden=16), tower=TwoTowerConfig(dim=16, hidden=(32,))), epochs=2, **quiet
+        ).fit(split.train, split.valid),
         "int8": compress_estimator(tt, quantize="int8", quantize_mlp=True),
         "pruned": compress_estimator(tt, prune=0.5),
     }

@@ -113,7 +113,7 @@ def known_nets() -> list[str]:
 def _import_builtin_nets() -> None:
     import importlib
 
-    for mod in ("popularity", "mf", "two_tower", "ease", "rankers"):
+    for mod in ("popularity", "mf", "two_tower", "ease", "mult_dae", "rankers"):
         try:
             importlib.import_module(f"turborec.models.{mod}")
         except ModuleNotFoundError as exc:  # a module still being written must not break the rest

@@ -12,6 +12,13 @@ from turborec.models.base import NetConfig, RetrievalNet, register_net
 from turborec.models.embeddings import EmbeddingPlan
 
 
+def multi_hot(history: torch.Tensor, n_items: int) -> torch.Tensor:
+    """[B, L] item indices (-1 padded) -> [B, n_items] 0/1 floats."""
+    x = torch.zeros(history.shape[0], n_items + 1, device=history.device)
+    x.scatter_(1, torch.where(history >= 0, history, n_items), 1.0)
+    return x[:, :n_items]
+
+
 @dataclass(frozen=True)
 class EASEConfig(NetConfig):
     l2: float = 500.0
@@ -48,9 +55,7 @@ class EASENet(RetrievalNet):
         self.B.copy_(torch.from_numpy(b.astype(np.float32)))
 
     def user_vectors(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        x = torch.zeros(history.shape[0], self.n_items + 1, device=self.B.device)
-        x.scatter_(1, torch.where(history >= 0, history, self.n_items), 1.0)
-        return x[:, : self.n_items]
+        return multi_hot(history.to(self.B.device), self.n_items)
 
     def item_vectors(self) -> torch.Tensor:
         return self.B.T  # scores = x @ B = x @ (B^T)^T

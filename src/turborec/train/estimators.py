@@ -23,7 +23,7 @@ from turborec.train.recommender import Recommender, register_estimator
 from turborec.train.trainer import Parallel, TrainConfig, TrainHistory, fit_loop
 
 
-def _valid_scorer(rec: Recommender, valid: Interactions | None, k: int = 10):  # type: ignore[no-untyped-def]
+def valid_scorer(rec: Recommender, valid: Interactions | None, k: int = 10):  # type: ignore[no-untyped-def]
     """Validation NDCG@k with training items masked (the early-stopping signal)."""
     if valid is None or len(valid) == 0:
         return None
@@ -61,7 +61,7 @@ class EASERecommender(Recommender):
         assert isinstance(self.net, EASENet) and self.histories is not None
         x = self.histories.to_csr()
         gram = (x.T @ x).toarray()
-        scorer = _valid_scorer(self, valid)
+        scorer = valid_scorer(self, valid)
         grid = sorted({float(v) for v in self.config.l2_grid}) if scorer is not None else []
         if not grid:
             self.net.fit_closed_form(gram)
@@ -126,7 +126,7 @@ class BPRRecommender(Recommender):
             reg = self.config.regularization * (pu.pow(2).sum() + qi.pow(2).sum() + qj.pow(2).sum() / qj.shape[1]) / len(u)
             return -F.logsigmoid(diff).mean() + reg
 
-        self.history = fit_loop(net, loss, batches, cfg, _valid_scorer(self, valid), desc="bpr")
+        self.history = fit_loop(net, loss, batches, cfg, valid_scorer(self, valid), desc="bpr")
 
 
 class _WeightAverage:
@@ -391,7 +391,7 @@ class TwoTowerRecommender(Recommender):
         tcfg = self.train_config  # after the objective: the per-user one may have grown the batch
         aux = self.aux_loss
         loss = objective if aux is None else (lambda b: objective(b) + aux(b))
-        scorer = _valid_scorer(self, valid)
+        scorer = valid_scorer(self, valid)
         if scorer is not None:
             scorer = par.evaluate(scorer)
         if average is not None and scorer is not None:

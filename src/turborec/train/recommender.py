@@ -148,7 +148,7 @@ def register_estimator(name: str) -> Callable[[type[R]], type[R]]:
 
 
 def estimator_class(name: str) -> type[Recommender]:
-    from turborec.train import estimators  # noqa: F401  (registers the built-in estimators)
+    from turborec.train import dae, estimators  # noqa: F401  (registers the built-in estimators)
 
     try:
         return _ESTIMATORS[name]
@@ -157,7 +157,7 @@ def estimator_class(name: str) -> type[Recommender]:
 
 
 def known_estimators() -> list[str]:
-    from turborec.train import estimators  # noqa: F401
+    from turborec.train import dae, estimators  # noqa: F401
 
     return sorted(_ESTIMATORS)
 
