@@ -3,6 +3,8 @@ synthetic click logs with known pairwise interactions, trained by the CLI's own 
 
     python benchmarks/ctr_accuracy.py                       # 5 seeds real, 3 seeds x 300k rows synthetic
     python benchmarks/ctr_accuracy.py --quick               # smoke: 2 seeds, synthetic 100k rows
+    python benchmarks/ctr_accuracy.py --only synthetic --models logreg dcnv2 dcnv2:low_rank=0,n_cross=3
+                                                            # model[:options] on top of the preset (--param's)
 
 Every model is trained by ``turborec.train.ctr_recipe.train_ctr`` with the preset that
 ``turborec train --task ctr`` uses for the format (criteo, avazu), so the CLI trains what this
@@ -19,8 +21,9 @@ features of 10-500 values, 4 dense, a factorization-machine click model), one ge
 seed; the ceiling is the AUC of the true click probabilities on the test rows.
 
 Reported per model: test AUC and logloss as mean ± 95% t-interval over seeds, the paired
-difference to LR (same splits) as median and 95% t-interval, and whether the validation logloss
-ended at or below LR's. Hyper-parameters (train/ctr_recipe.PRESETS) were chosen on validation AUC
+difference to LR (same splits) as median and 95% t-interval, the validation AUC and logloss
+(medians over seeds: what a choice between settings may look at), and whether the validation
+logloss ended at or below LR's. Hyper-parameters (train/ctr_recipe.PRESETS) were chosen on validation AUC
 only.
 
 Writes benchmarks/results/ctr_accuracy.json and ctr_accuracy.md and prints the tables.
@@ -76,40 +79,50 @@ def interval(values: list[float]) -> dict[str, float]:
     return {"mean": mean, "median": float(np.median(values)), "ci95": half, "n": n}
 
 
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``kind[:key=value,...]`` -> (kind, options applied on top of the preset, as ``--param`` does)."""
+    kind, _, extra = spec.partition(":")
+    return kind, dict(kv.split("=", 1) for kv in extra.split(",") if kv)
+
+
 def summarise(runs: dict[str, list[dict[str, Any]]], preset: str) -> dict[str, Any]:
     lr_auc = [r["auc"] for r in runs["logreg"]]
     lr_ll = [r["logloss"] for r in runs["logreg"]]
     summary = {}
-    for kind in runs:
-        aucs, lls = [r["auc"] for r in runs[kind]], [r["logloss"] for r in runs[kind]]
-        summary[kind] = {
+    for spec in runs:
+        kind, options = parse_spec(spec)
+        aucs, lls = [r["auc"] for r in runs[spec]], [r["logloss"] for r in runs[spec]]
+        summary[spec] = {
             "test_auc": interval(aucs),
             "test_logloss": interval(lls),
             "diff_vs_logreg": interval([a - b for a, b in zip(aucs, lr_auc)]),
             "logloss_diff_vs_logreg": interval([a - b for a, b in zip(lls, lr_ll)]),
-            "calibration": float(np.mean([r["calibration"] for r in runs[kind]])),
-            "valid_auc": float(np.mean([r["valid_auc"] for r in runs[kind]])),
-            "valid_logloss_below_logreg": [r.get("valid_logloss_below_logreg") for r in runs[kind]],
-            "median_fit_seconds": statistics.median(r["fit_seconds"] for r in runs[kind]),
-            "config": PRESETS[preset]["models"][kind][0],
+            "calibration": float(np.mean([r["calibration"] for r in runs[spec]])),
+            "valid_auc": float(np.mean([r["valid_auc"] for r in runs[spec]])),
+            "valid_auc_median": statistics.median(r["valid_auc"] for r in runs[spec]),
+            "valid_logloss_median": statistics.median(r["valid_logloss"] for r in runs[spec]),
+            "valid_logloss_below_logreg": [r.get("valid_logloss_below_logreg") for r in runs[spec]],
+            "median_fit_seconds": statistics.median(r["fit_seconds"] for r in runs[spec]),
+            "config": {**PRESETS[preset]["models"][kind][0], **options},
             "train": PRESETS[preset]["models"][kind][1],
         }
     return summary
 
 
 def _fit_all(raw: RawCTR, preset: str, seed: int, label: str, runs: dict[str, list[dict[str, Any]]]) -> None:
-    for kind in MODELS:
-        run = train_ctr(raw, ctr_recipe(kind, preset, seed=seed))
+    for spec in runs:
+        kind, options = parse_spec(spec)
+        run = train_ctr(raw, ctr_recipe(kind, preset, options, seed=seed))
         keep = ("auc", "logloss", "calibration", "valid_auc", "valid_logloss", "fit_seconds", "steps",
                 "warm_started", "valid_logloss_below_logreg", "logreg_valid_logloss")  # fmt: skip
-        runs[kind].append({k: run.metrics[k] for k in keep if k in run.metrics})
-        print(f"  {label} seed {seed} {kind:7s} test auc {run.metrics['auc']:.4f} logloss "
+        runs[spec].append({k: run.metrics[k] for k in keep if k in run.metrics})
+        print(f"  {label} seed {seed} {spec:7s} test auc {run.metrics['auc']:.4f} logloss "
               f"{run.metrics['logloss']:.4f} ({run.metrics['fit_seconds']:.1f}s)", flush=True)  # fmt: skip
 
 
-def run_real(name: str, seeds: int) -> dict[str, Any]:
+def run_real(name: str, seeds: int, models: list[str]) -> dict[str, Any]:
     raw = load_dataset(name)
-    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODELS}
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
     for seed in range(seeds):
         _fit_all(raw, name, seed, name, runs)
     return {"rows": len(raw), "positive_rate": float(raw.label.mean()) if raw.label is not None else None,
@@ -126,8 +139,8 @@ def synthetic_raw(config: SyntheticCTRConfig) -> tuple[RawCTR, float]:
     return raw, auc(test.label, SyntheticClickModel(config).prob(test.dense, test.sparse))
 
 
-def run_synthetic(n_rows: int, seeds: int) -> dict[str, Any]:
-    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODELS}
+def run_synthetic(n_rows: int, seeds: int, models: list[str]) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
     ceilings = []
     for seed in range(seeds):
         raw, ceiling = synthetic_raw(SyntheticCTRConfig(n_rows=n_rows, vocab_sizes=SYNTHETIC_VOCAB, seed=seed))
@@ -139,8 +152,8 @@ def run_synthetic(n_rows: int, seeds: int) -> dict[str, Any]:
 
 def _table(r: dict[str, Any]) -> list[str]:
     lines = ["| model | test AUC (mean ± 95% CI) | Δ AUC vs LR (median; mean ± 95% CI) | test logloss | Δ logloss vs LR "
-             "(median) | valid logloss <= LR | calibration | fit s (median) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+             "(median) | valid AUC / logloss (median) | valid logloss <= LR | calibration | fit s (median) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for kind, s in r["summary"].items():
         d, dl = s["diff_vs_logreg"], s["logloss_diff_vs_logreg"]
         diff = "—" if kind == "logreg" else f"{d['median']:+.4f}; {d['mean']:+.4f} ± {d['ci95']:.4f}"
@@ -149,7 +162,8 @@ def _table(r: dict[str, Any]) -> list[str]:
         below_text = "—" if kind == "logreg" else f"{sum(bool(b) for b in below)}/{len(below)} seeds"
         lines.append(
             f"| {kind} | {s['test_auc']['mean']:.4f} ± {s['test_auc']['ci95']:.4f} | {diff} | "
-            f"{s['test_logloss']['mean']:.4f} | {ll_diff} | {below_text} | {s['calibration']:.3f} | "
+            f"{s['test_logloss']['mean']:.4f} | {ll_diff} | {s['valid_auc_median']:.4f} / {s['valid_logloss_median']:.4f} | "
+            f"{below_text} | {s['calibration']:.3f} | "
             f"{s['median_fit_seconds']:.1f} |"
         )
     return lines
@@ -178,6 +192,13 @@ def main() -> None:
     parser.add_argument("--synthetic-rows", type=int, default=300_000)
     parser.add_argument("--threads", type=int, default=1)  # accuracy does not depend on it; 1 avoids oversubscription
     parser.add_argument("--only", choices=("criteo", "avazu", "synthetic"), action="append")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=list(MODELS),
+        metavar="MODEL[:K=V,...]",
+        help="rankers, each with optional preset overrides (logreg is always fitted: the baseline)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "ctr_accuracy.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -188,11 +209,15 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads}
     }
     parts = args.only or ["criteo", "avazu", "synthetic"]
+    models = list(dict.fromkeys(["logreg", *args.models]))  # the paired differences need LR on the same splits
+    for spec in models:
+        kind, options = parse_spec(spec)
+        ctr_recipe(kind, "synthetic", options)  # a bad kind or option fails here, before any fit
     for name in ("criteo", "avazu"):
         if name in parts:
-            result[name] = run_real(name, seeds)
+            result[name] = run_real(name, seeds, models)
     if "synthetic" in parts:
-        result["synthetic"] = run_synthetic(rows, 2 if args.quick else args.synthetic_seeds)
+        result["synthetic"] = run_synthetic(rows, 2 if args.quick else args.synthetic_seeds, models)
     result["seconds"] = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=float))

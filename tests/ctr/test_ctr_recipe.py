@@ -20,7 +20,14 @@ from turborec.data.ctr import (
 )
 from turborec.errors import ConfigError, DataError
 from turborec.models.rankers import FactorizationMachine, LogisticRegression, build_ranker
-from turborec.train.ctr import CTRTrainConfig, calibrate_ranker, evaluate_ranker, fit_ranker, load_ranker
+from turborec.train.ctr import (
+    CTRTrainConfig,
+    calibrate_ranker,
+    evaluate_ranker,
+    fit_ranker,
+    load_ranker,
+    predict_ranker,
+)
 from turborec.train.ctr_recipe import ctr_recipe, save_ctr_run, train_ctr
 
 SYNTH = SyntheticCTRConfig(n_rows=30_000, vocab_sizes=(10, 20, 30, 50), n_dense=2, interaction_std=0.6, seed=1)
@@ -126,3 +133,16 @@ def test_dim_names_the_embedding_width_and_embedding_dim_is_a_deprecated_alias()
     with pytest.raises(ConfigError, match=r"known: .*\bdim\b") as info:
         ctr_recipe("dcnv2", "criteo", {"width": "8"})
     assert "embedding_dim" not in str(info.value)
+
+
+def test_an_artifact_of_the_old_full_rank_synthetic_dcnv2_still_loads(tmp_path: Path) -> None:
+    """The synthetic preset's DCN-V2 became low-rank; artifacts record their net config, so one trained with the
+    old default (three full-rank cross layers) rebuilds as it was trained, not as the preset now says."""
+    raw = synthetic_ctr(SyntheticCTRConfig(n_rows=3000, vocab_sizes=(10, 20, 30), n_dense=2, seed=2)).raw("s")
+    old = {"low_rank": "0", "n_cross": "3", "epochs": "1", "calibrate": "false"}
+    run = train_ctr(raw, ctr_recipe("dcnv2", "synthetic", old))
+    loaded = load_ranker(save_ctr_run(tmp_path / "old", run))
+    assert ctr_recipe("dcnv2", "synthetic").net["low_rank"] > 0  # what a new fit gets
+    assert loaded.model.config == run.model.config and loaded.model.config.low_rank == 0  # type: ignore[attr-defined]
+    assert len(loaded.model.cross) == 3  # type: ignore[arg-type]
+    np.testing.assert_array_equal(loaded.predict(raw), predict_ranker(run.model, run.encoder.transform(raw)))
