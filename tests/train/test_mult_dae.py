@@ -16,6 +16,7 @@ from turborec.models.mult_dae import DAETwoTowerConfig, MultDAEConfig, last_item
 from turborec.models.two_tower import TwoTowerConfig
 from turborec.train import EASERecommender, PopularityRecommender
 from turborec.train.dae import DAETwoTowerRecommender, MultDAERecommender
+from turborec.train.options import make_estimator
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +84,12 @@ def test_the_sum_scores_as_its_two_members_and_round_trips(small_split, tmp_path
     # served from vectors, as a two-tower: <user vector, item vector> is the score
     np.testing.assert_allclose(back.user_vectors(users) @ back.item_vectors().T, back.score_users(users),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_member_configs_are_not_string_options() -> None:
+    with pytest.raises(ConfigError, match="unknown option 'tower'"):
+        make_estimator("dae-two-tower", {"tower": "dim=8"})
+    assert make_estimator("dae-two-tower", {"epochs": "2"}).train_config.epochs == 2
 
 
 @pytest.mark.parametrize("option", [{"dropout": 1.0}, {"teacher_weight": 1.5}, {"teacher_temperature": 0.0}])

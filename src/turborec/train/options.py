@@ -14,6 +14,7 @@ from typing import Any
 
 from turborec._util.options import field_kinds, parse_value
 from turborec.errors import ConfigError
+from turborec.models.base import NetConfig
 from turborec.train.recommender import Recommender, estimator_class
 
 # option -> (lowest allowed, whether the lowest is allowed, highest allowed or None); sizes must be >= 1
@@ -55,7 +56,9 @@ def option_kinds(name: str) -> dict[str, Any]:
     cls = estimator_class(name)
     out: dict[str, Any] = {}
     for obj_cls in (cls.config_class, type(cls.default_train)):
-        out.update({k: v for k, v in field_kinds(obj_cls).items() if k != "embeddings"})
+        # nested configs (embedding plans, an ensemble's member configs) are built in Python, not parsed
+        out.update({k: v for k, v in field_kinds(obj_cls).items()
+                    if k != "embeddings" and not (isinstance(v, type) and issubclass(v, NetConfig))})
     return out
 
 
