@@ -189,3 +189,22 @@ def test_the_served_model_is_a_runner_and_an_index(recommender: TwoTowerRecommen
     for a, b in zip(plain.recommend_batch(queries, Tier.FULL).results, swapped.recommend_batch(queries, Tier.FULL).results):
         assert a.items == b.items
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-7)  # other batches, other BLAS sums
+
+
+def test_a_whole_history_model_serves_heavy_users_what_it_recommends() -> None:
+    """EASE reads a user's whole history: a user with more training items than the service's default window
+    (50) gets what ``recommend`` gives, not the answer for their last 50 items (the service once cut them)."""
+    from turborec.data.synthetic import synthetic
+    from turborec.train import EASERecommender
+
+    rec = EASERecommender(progress=False).fit(synthetic(n_users=60, n_items=400, n_interactions=6000, seed=3))
+    model = serving_model_from_recommender(rec, "ease-test")
+    lengths = np.diff(rec.servable().seen_offsets)
+    heavy = np.argsort(-lengths)[:8]
+    assert lengths[heavy[0]] > 50  # otherwise a 50-item window would be exact and this test could not fail
+    ids = [rec.users.ids[i] for i in heavy]  # type: ignore[union-attr]
+    out = model.recommend_batch([Query(str(u), (), k=10) for u in ids], Tier.FULL)
+    expected, scores = rec.recommend(list(ids), N=10)
+    for b, ranked in enumerate(out.results):
+        assert ranked.items == [str(i) for i in expected[b]]
+        np.testing.assert_allclose(ranked.scores, scores[b], rtol=1e-5, atol=1e-5)

@@ -348,10 +348,17 @@ def serving_model_from_view(view: ServableView, version: str, history_len: int =
 
 
 def tower_history_len(view: ServableView, default: int = 50) -> int:
-    """The history window the service feeds the user tower: the net's own, or ``default`` for a net that
-    reads the whole history (EASE) or none."""
+    """The history window the service feeds the user tower: the net's own window; for a net that reads
+    the whole history (EASE, Mult-DAE) the longest training history, at least ``default`` (a shorter
+    window would serve a heavy user another answer than ``recommend`` gives: their oldest items dropped);
+    ``default`` for a net that reads none."""
     own = view.history_len
-    return max(int(own if (own is not None and view.net.uses_history) else default), 1)
+    if not view.net.uses_history:
+        return max(int(default), 1)
+    if own is not None:
+        return max(int(own), 1)
+    longest = int(np.diff(view.seen_offsets).max(initial=0))
+    return max(int(default), longest, 1)
 
 
 def serving_model_from_recommender(rec: Recommender, version: str, history_len: int = 50,

@@ -13,6 +13,7 @@ from turborec.backends import Runner
 from turborec.data.interactions import Interactions
 from turborec.retrieval import Index
 from turborec.retrieval.exact import exact_top_k
+from turborec.serving.net_model import tower_history_len
 from turborec.train.recommender import Recommender
 
 
@@ -63,7 +64,7 @@ def served_ndcg(
     the user tower's input, their training items excluded)."""
     assert rec.histories is not None
     net = rec.fitted_net
-    hist_len = history_len or rec.history_len or 50
+    hist_len = history_len or tower_history_len(rec.servable())  # the window the service feeds the tower
     with torch.inference_mode():
         item_vecs = net.item_vectors().float()
     tops = []

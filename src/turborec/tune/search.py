@@ -25,6 +25,7 @@ from turborec.bench.replay import RequestMix, replay
 from turborec.data.splits import Split
 from turborec.retrieval import Index
 from turborec.serving.accelerated import build_index, build_serving_model, user_tower_runner
+from turborec.serving.net_model import tower_history_len
 from turborec.serving.settings import ServeSettings
 from turborec.train.recommender import Recommender
 from turborec.tune.accuracy import EvalSet, served_ndcg
@@ -288,7 +289,7 @@ class Tuner:
         rec = self.model_for(variant)
         rkey, ikey = (variant.name, knobs.backend), (variant.name, knobs.index)
         if rkey not in self._runners:
-            self._runners[rkey] = user_tower_runner(rec, knobs.backend, rec.history_len or 50)
+            self._runners[rkey] = user_tower_runner(rec, knobs.backend, tower_history_len(rec.servable()))
         if ikey not in self._indexes:
             self._indexes[ikey] = build_index(knobs.index, rec.item_vectors())
         return rec, self._runners[rkey], self._indexes[ikey]
