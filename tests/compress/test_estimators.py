@@ -100,3 +100,33 @@ def test_requests_are_checked_before_any_work(two_tower: Any, small_split: Any) 
     foreign = synthetic(n_users=50, n_items=40, n_interactions=800, seed=9)
     with pytest.raises(DataError, match="vocabularies"):
         compress_estimator(two_tower, quantize="int8", finetune_epochs=1, train=foreign)
+
+
+def test_an_int8_mlp_copy_of_a_mult_dae_ensemble_loads_serves_and_recommends(tmp_path: Path) -> None:
+    """A Mult-DAE's decoder weights are its item vectors: after ``--mlp int8`` the copy must still give them
+    (it once failed in ``recommend`` with "'Int8DynamicLinear' object has no attribute 'weight'"), close to
+    the float model's; the tables-only transform is refused in one line naming what does apply."""
+    import turborec
+    from turborec.data import synthetic
+    from turborec.models.mult_dae import DAETwoTowerConfig, MultDAEConfig
+    from turborec.models.two_tower import TwoTowerConfig
+    from turborec.serving.loading import load_serving_model
+    from turborec.serving.model import Query
+    from turborec.train.dae import DAETwoTowerRecommender
+
+    data = synthetic(n_users=150, n_items=100, n_interactions=3000, seed=5)
+    config = DAETwoTowerConfig(dae=MultDAEConfig(hidden=32), tower=TwoTowerConfig(dim=16, hidden=(32,)))
+    model = DAETwoTowerRecommender(config, epochs=2, seed=0, progress=False).fit(data)
+    small = compress_estimator(model, quantize_mlp=True)
+    back = turborec.load(small.save(tmp_path / "int8"))
+    users = np.arange(20)
+    np.testing.assert_allclose(back.item_vectors(), model.item_vectors(), atol=0.05)
+    top_float = model.recommend(list(data.users.decode(users)), N=10)[0]
+    top_int8 = back.recommend(list(data.users.decode(users)), N=10)[0]
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top_float, top_int8, strict=True)])
+    assert overlap >= 0.8, overlap
+    served = load_serving_model(tmp_path / "int8")
+    ranked = served.recommend_batch([Query(str(data.users.decode(users[:1])[0]), (), k=10)], served.tiers[0]).results[0]
+    assert ranked.items == [str(i) for i in top_int8[0]]
+    with pytest.raises(ConfigError, match=r"no embedding tables.*--mlp int8"):
+        compress_estimator(model, quantize="int8")

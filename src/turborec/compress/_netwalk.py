@@ -94,8 +94,8 @@ def require_plan(net: nn.Module, what: str) -> None:
     """ConfigError unless ``net`` keeps an EmbeddingPlan that a table transform can be recorded in."""
     if not plan_fields(net, what) and not isinstance(getattr(net, PLAN_ATTR, None), EmbeddingPlan):
         raise ConfigError(
-            f"{what}: {type(net).__name__} keeps no EmbeddingPlan (in a dataclass 'config' field or "
-            f"'{PLAN_ATTR}') to record its tables in"
+            f"{what}: {type(net).__name__} has no embedding tables to transform (two-tower, BPR and the CTR "
+            f"rankers have them); its dense layers can still be stored as int8 (--mlp int8)"
         )
 
 

@@ -88,6 +88,16 @@ class Int8DynamicLinear(nn.Module):
         q, scale, _ = self.int8_state()
         return q.to(torch.float32) * scale.unsqueeze(1)
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dequantized fp32 weight [out, in] (a new tensor each call): for code that reads a layer's
+        weights as vectors -- a Mult-DAE's decoder rows are its item vectors -- so the int8 copy answers it."""
+        return self.dequantized_weight()
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.int8_state()[2]
+
     def nbytes(self) -> int:
         """Bytes of the weights this layer holds: 1 per weight plus fp32 scales and bias."""
         return self.out_features * (self.in_features + 4 + (4 if self.has_bias else 0))
