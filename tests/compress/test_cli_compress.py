@@ -97,3 +97,21 @@ def test_distill_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFix
     assert ratio > 4  # dim 32 -> 8 and int8 tables
     assert student.config.dim == 8 and student.config.hidden == (16,) and student.config.embeddings.spec("item").kind == "int8"
     assert student.metrics["test"]["ndcg@10"] > 0
+
+
+def test_report_of_a_model_without_tables_measures_its_int8_layers(tmp_path: Path) -> None:
+    """A Mult-DAE has no embedding tables, so none of the table variants apply; the report still measures
+    what does (its dense layers as int8), and that copy recommends."""
+    from turborec.data import synthetic
+    from turborec.models.mult_dae import MultDAEConfig
+    from turborec.train.dae import MultDAERecommender
+
+    model = MultDAERecommender(MultDAEConfig(hidden=16), epochs=2, seed=0, progress=False)
+    saved = model.fit(synthetic(n_users=100, n_items=80, n_interactions=2000, seed=1)).save(tmp_path / "dae")
+    out = tmp_path / "report"
+    assert main(["compress", str(saved), "--report", "--no-rss", "--batch-size", "16", "--out", str(out)]) == 0
+    table = (out / "compression.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
+    assert [r.split("|")[1].strip() for r in rows] == ["model", "mlp8"]
+    small = load(out / "variants" / "mlp8")
+    assert small.recommend(small.users.ids[0], N=5)[0].shape == (5,)

@@ -22,6 +22,7 @@ median CPU latency per batch, each against the model itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +231,11 @@ def _standard(model_net: Any) -> list[tuple[str, Any]]:
         except ConfigError:
             continue
         usable.append((name, spec))
+    if not usable:  # a model without embedding tables (Mult-DAE): its dense layers are what int8 can shrink
+        with contextlib.suppress(ConfigError):
+            spec = Compression(quantize_mlp=True)
+            spec.check(model_net)
+            usable.append(("mlp8", spec))
     return usable
 
 
