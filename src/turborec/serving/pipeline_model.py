@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from turborec.backends.tracing import traced_for_inference
-from turborec.serving.net_model import NetServingModel, serving_model_from_view
+from turborec.serving.net_model import NetServingModel, serving_model_from_view, tower_history_len
 from turborec.train.pipeline import TwoStagePipeline
 
 
@@ -86,13 +86,11 @@ def serving_model_from_pipeline(
     """Adapt a fitted pipeline. The history window is the retriever's, which is what the pipeline's features
     read (``TwoStagePipeline.recommend`` pads histories to it), so served features match offline ones."""
     view = pipeline.retriever.servable()
-    length = view.history_len
-    if length is None:  # a net that reads the whole history: the longest training history
-        length = int(np.diff(view.seen_offsets).max(initial=1))
     n = pipeline.config.n_candidates
     ranker = PipelineRanker(pipeline)
+    # the retriever's own window (1 for a net that reads no history: the features read what it reads)
     return serving_model_from_view(
-        view, version, history_len=max(int(length), 1), pool_size=pool_size,
+        view, version, history_len=tower_history_len(view, default=1), pool_size=pool_size,
         ranker=ranker, cheap_ranker=ranker if cheap_net is None else PipelineRanker(pipeline, cheap_net),
         full_candidates=n,
         pool_candidates=fewer_candidates if fewer_candidates is not None else max(1, n // 4),

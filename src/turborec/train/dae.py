@@ -18,10 +18,10 @@ import torch
 from torch.nn import functional as F
 
 from turborec.data.interactions import Interactions
-from turborec.errors import ConfigError, DataError, NotFittedError
+from turborec.errors import ConfigError
 from turborec.models.ease import EASENet
 from turborec.models.mult_dae import DAETwoTowerConfig, DAETwoTowerNet, MultDAEConfig, MultDAENet
-from turborec.train.estimators import EASERecommender, TwoTowerRecommender, valid_scorer
+from turborec.train.estimators import EASERecommender, TwoTowerRecommender, check_teacher, valid_scorer
 from turborec.train.recommender import Recommender, register_estimator
 from turborec.train.trainer import TrainConfig, TrainHistory, fit_loop
 
@@ -36,13 +36,10 @@ def _ease_teacher(owner: Recommender, teacher: Recommender | None, train: Intera
     """The given EASE teacher (checked), or one fitted here on ``train`` (l2 chosen on ``valid``)."""
     if teacher is None:
         teacher = _fitted_ease(owner.train_config, train, valid)
-    if teacher.net is None:
-        raise NotFittedError("the teacher is not fitted; fit or load it first")
-    if not isinstance(teacher.net, EASENet):
+    if teacher.net is not None and not isinstance(teacher.net, EASENet):
         raise ConfigError(f"a mult-dae teacher must be an EASE model, not {teacher.name}")
-    if teacher.users != train.users or teacher.items != train.items:
-        raise DataError("the teacher was fitted on other users or items: fit it on the same split")
-    owner.metrics["teacher"] = {"model": teacher.name, "net": teacher.config.to_dict()}
+    check_teacher(owner, teacher, train)
+    assert isinstance(teacher.net, EASENet)
     return teacher.net
 
 

@@ -248,6 +248,16 @@ def _unique_histories(histories: Histories) -> tuple[np.ndarray, np.ndarray]:
     return offsets, histories.items[keep]
 
 
+def check_teacher(student: Recommender, teacher: Recommender, train: Interactions) -> None:
+    """NotFittedError / DataError unless ``teacher`` is fitted on ``train``'s users and items (its scores are
+    read by index); records it in the student's metrics."""
+    if teacher.net is None or teacher.histories is None:
+        raise NotFittedError("the teacher is not fitted; fit or load it first")
+    if teacher.users != train.users or teacher.items != train.items:
+        raise DataError("the teacher was fitted on other users or items: fit it on the same split")
+    student.metrics["teacher"] = {"model": teacher.name, "net": teacher.config.to_dict()}
+
+
 def _last_items(row: np.ndarray, item: np.ndarray, n_rows: int, width: int | None) -> np.ndarray:
     """[n_rows, <= width] each row's last ``width`` items (None: all), oldest first, -1 padded; ``row`` is
     sorted (each row's items in order), vectorised."""
@@ -408,13 +418,9 @@ class TwoTowerRecommender(Recommender):
         if not users:
             raise ConfigError(f"a teacher trains the two-tower's per-user objective (objective='users', catalogs up to "
                               f"full_softmax_below={self.config.full_softmax_below:,} items); this fit trains pairs")
-        if teacher.net is None or teacher.histories is None:
-            raise NotFittedError("the teacher is not fitted; fit or load it first")
-        if teacher.users != train.users or teacher.items != train.items:
-            raise DataError("the teacher was fitted on other users or items: fit it on the same split")
+        check_teacher(self, teacher, train)
         if self.parallel.world_size > 1:
             raise ConfigError("a teacher trains in one process (the sharded job takes none)")
-        self.metrics["teacher"] = {"model": teacher.name, "net": teacher.config.to_dict()}
 
     def _user_objective(
         self, net: TwoTowerNet, train: Interactions, average: _WeightAverage | None, par: Parallel
