@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+import turborec
 from turborec._util.threads import default_threads, pick_threads
 from turborec.data import apply_protocol, synthetic
 from turborec.errors import ConfigError
@@ -54,6 +57,29 @@ def test_two_tower_rejects_an_unknown_objective() -> None:
         TwoTowerRecommender(objective="triplets")
     with pytest.raises(ConfigError):
         TwoTowerRecommender(holdout=1.0)
+    with pytest.raises(ConfigError, match="pooling"):
+        TwoTowerRecommender(pooling="max")
+
+
+def test_sqrt_pooling_trains_serves_and_round_trips(tmp_path: Path) -> None:
+    """``pooling="sqrt"``: the user tower reads sum / sqrt(count), in training (the bag path) and when
+    scoring (the gather path); the saved model keeps it."""
+    split = apply_protocol("recbole", synthetic(n_users=200, n_items=80, n_interactions=5_000, seed=4), seed=1)
+    model = TwoTowerRecommender(pooling="sqrt", dim=8, hidden=(16,), epochs=2, seed=0, progress=False)
+    model.fit(split.train, split.valid)
+    tower = model.fitted_net.user_tower  # type: ignore[union-attr]
+    users = np.arange(12)
+    hist = torch.from_numpy(model.user_histories(users))
+    with torch.no_grad():
+        n = (hist >= 0).sum(1, keepdim=True).clamp_min(1).float()
+        pooled = (tower.item_emb(hist.clamp_min(0)) * (hist >= 0).unsqueeze(-1)).sum(1) / n.sqrt()
+        known = tower.user_emb(torch.from_numpy(users))
+        expect = tower.mlp(torch.cat([pooled, known], dim=1))
+        np.testing.assert_allclose(tower(torch.from_numpy(users), hist).numpy(), expect.numpy(), rtol=1e-5, atol=1e-6)
+    model.save(tmp_path / "m")
+    back = turborec.load(tmp_path / "m")
+    assert back.config.pooling == "sqrt"
+    np.testing.assert_array_equal(back.score_users(users), model.score_users(users))
 
 
 def test_ease_picks_its_l2_on_validation() -> None:

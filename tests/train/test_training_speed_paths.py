@@ -17,10 +17,13 @@ def _gather_pool(table: nn.Module, idx: torch.Tensor, mode: str) -> torch.Tensor
     """The reference: gather, zero the padding, sum (and divide by the count)."""
     mask = (idx >= 0).unsqueeze(-1).float()
     total = (table(idx.clamp_min(0)) * mask).sum(-2)
-    return total if mode == "sum" else total / mask.sum(-2).clamp_min(1)
+    if mode == "sum":
+        return total
+    count = mask.sum(-2).clamp_min(1)
+    return total / (count.sqrt() if mode == "sqrt" else count)
 
 
-@pytest.mark.parametrize("mode", ["mean", "sum"])
+@pytest.mark.parametrize("mode", ["mean", "sum", "sqrt"])
 def test_bag_pooling_equals_the_gather_and_its_gradient(mode: str) -> None:
     torch.manual_seed(0)
     table = nn.Embedding(30, 8)

@@ -17,8 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", choices=("retrieval", "pipeline", "ctr"), default="retrieval",
                    help="retrieval model, two-stage retrieve->rank pipeline, or CTR ranker (default retrieval)")
     p.add_argument("--model", default=None,
-                   help="retrieval: popularity, bpr, two-tower, ease, mult-dae, dae-two-tower (the last two are trained "
-                        "against an EASE teacher they fit on the split; default two-tower); "
+                   help="retrieval: popularity, bpr, two-tower, ease, mult-dae, dae-two-tower (2 Mult-DAEs + a "
+                        "two-tower, scores summed; the last two are trained against an EASE teacher they fit on "
+                        "the split; default two-tower); "
                         "ctr: logreg, fm, dlrm, dcnv2, deepfm (default dcnv2)")
     p.add_argument("--fields", metavar="FILE",
                    help="ctr, --format libfm: JSON field map name -> [first_id, last_id]; without it the i-th pair "

@@ -106,6 +106,8 @@ def _ensure_builtin_kinds() -> None:
 def pooled_lookup(table: nn.Module, indices: torch.Tensor, mode: str = "mean") -> torch.Tensor:
     """Pool rows of ``table`` over the last axis of ``indices`` ([..., L], -1 = padding).
 
+    ``mode``: "sum", "mean", or "sqrt" (the sum over the square root of the count).
+
     Written as gather + masked sum (not ``nn.EmbeddingBag``) so it exports to ONNX
     as plain gathers and works with any table module. While training (gradients on) a
     plain ``nn.Embedding`` runs the same sum as one ``embedding_bag`` (weights 0 at padding,
@@ -123,7 +125,7 @@ def pooled_lookup(table: nn.Module, indices: torch.Tensor, mode: str = "mean") -
     if mode == "sum":
         return total
     count = mask.sum(dim=-1, keepdim=True).clamp_min(1).to(total.dtype)
-    return total / count
+    return total / (count.sqrt() if mode == "sqrt" else count)
 
 
 def all_rows(table: nn.Module) -> torch.Tensor:
@@ -146,7 +148,8 @@ def _bag_lookup(table: nn.Embedding, indices: torch.Tensor, mode: str) -> torch.
     flat = indices.reshape(-1, indices.shape[-1])
     weights = (flat >= 0).to(table.weight.dtype)
     if mode != "sum":
-        weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1)
+        count = weights.sum(dim=-1, keepdim=True).clamp_min(1)
+        weights = weights / (count.sqrt() if mode == "sqrt" else count)
     pooled = F.embedding_bag(flat.clamp_min(0), table.weight, per_sample_weights=weights, mode="sum")
     return pooled.reshape(*indices.shape[:-1], table.embedding_dim)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -79,10 +80,25 @@ class MultDAENet(RetrievalNet):
 
 @dataclass(frozen=True)
 class DAETwoTowerConfig(NetConfig):
-    """A Mult-DAE and a two-tower trained apart (each against the same EASE teacher), scores summed."""
+    """Mult-DAEs and two-towers trained apart (each against the same EASE teacher), scores summed."""
 
     dae: MultDAEConfig = field(default_factory=MultDAEConfig)
     tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
+    # members of each kind, fitted independently (split seed, seed + 7, ...): the sum averages out each
+    # fit's own noise. 2 DAEs + 1 tower had the best 3-seed validation median on ml-latest-small among
+    # 1-2 of each (docs/benchmarks.md, issue 16)
+    daes: int = 2
+    towers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.daes < 1 or self.towers < 1:
+            raise ConfigError(f"dae-two-tower needs at least one member of each kind, got daes={self.daes}, "
+                              f"towers={self.towers}")
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> DAETwoTowerConfig:
+        # artifacts written before the member counts existed hold one member of each kind
+        return super().from_dict({"daes": 1, "towers": 1, **obj})
 
 
 def last_items(history: torch.Tensor, width: int) -> torch.Tensor:
@@ -97,10 +113,12 @@ def last_items(history: torch.Tensor, width: int) -> torch.Tensor:
 
 @register_net("dae-two-tower")
 class DAETwoTowerNet(RetrievalNet):
-    """score = Mult-DAE logit + two-tower logit: the two vectors side by side (still one dot product).
+    """score = the sum of the members' logits: their vectors side by side (still one dot product).
 
-    The DAE reads the whole history; the tower its last ``tower.history_len`` items of it. Summing the
-    logits ranks as summing the two models' log-softmaxes does (they differ by a per-user constant).
+    The DAEs read the whole history; the towers their last ``tower.history_len`` items of it. Summing the
+    logits ranks as summing the members' log-softmaxes does (they differ by a per-user constant). The
+    first member of each kind is ``dae`` / ``tower`` (the keys of artifacts with one of each), further
+    ones ``more_daes`` / ``more_towers``.
     """
 
     uses_history = True
@@ -113,13 +131,23 @@ class DAETwoTowerNet(RetrievalNet):
         self.n_items = int(dims["n_items"])
         self.dae = MultDAENet(config.dae, dims)
         self.tower = TwoTowerNet(config.tower, dims)
+        self.more_daes = nn.ModuleList(MultDAENet(config.dae, dims) for _ in range(config.daes - 1))
+        self.more_towers = nn.ModuleList(TwoTowerNet(config.tower, dims) for _ in range(config.towers - 1))
+
+    def daes(self) -> list[MultDAENet]:
+        return [self.dae, *self.more_daes]  # type: ignore[list-item]
+
+    def towers(self) -> list[TwoTowerNet]:
+        return [self.tower, *self.more_towers]  # type: ignore[list-item]
 
     def set_item_tokens(self, tokens: torch.Tensor) -> None:
-        self.tower.set_item_tokens(tokens)
+        for tower in self.towers():
+            tower.set_item_tokens(tokens)
 
     def user_vectors(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        tower = self.tower.user_vectors(users, last_items(history, self.config.tower.history_len))
-        return torch.cat([self.dae.user_vectors(users, history), tower], dim=1)
+        window = last_items(history, self.config.tower.history_len)
+        return torch.cat([d.user_vectors(users, history) for d in self.daes()]
+                         + [t.user_vectors(users, window) for t in self.towers()], dim=1)
 
     def item_vectors(self) -> torch.Tensor:
-        return torch.cat([self.dae.item_vectors(), self.tower.item_vectors()], dim=1)
+        return torch.cat([m.item_vectors() for m in (*self.daes(), *self.towers())], dim=1)

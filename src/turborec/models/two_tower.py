@@ -25,6 +25,9 @@ class TwoTowerConfig(NetConfig):
     hidden: tuple[int, ...] = (256,)
     use_user_id: bool = True
     history_len: int = 50
+    # how the history's item vectors are pooled: "mean", or "sqrt" (their sum over sqrt(count), the
+    # L2-normalised multi-hot of Mult-DAE / FISM); "sqrt" validated 0.009 lower on ml-latest-small (issue 16)
+    pooling: str = "mean"
     use_item_features: bool = True
     normalize: bool = False  # True: cosine towers (scores = cos / temperature); validated worse here
     temperature: float = 1.0
@@ -63,6 +66,8 @@ class TwoTowerConfig(NetConfig):
     def __post_init__(self) -> None:
         if self.objective not in ("users", "pairs"):
             raise ConfigError(f"two-tower objective must be 'users' or 'pairs', got {self.objective!r}")
+        if self.pooling not in ("mean", "sqrt"):
+            raise ConfigError(f"two-tower pooling must be 'mean' or 'sqrt', got {self.pooling!r}")
         if not 0.0 < self.holdout < 1.0:
             raise ConfigError(f"two-tower holdout must be in (0, 1), got {self.holdout}")
         if not 0.0 < self.teacher_weight <= 1.0:
@@ -112,13 +117,14 @@ class UserTower(nn.Module):
         d = config.dim
         self.use_user_id = config.use_user_id
         self.normalize = config.normalize
+        self.pooling = config.pooling
         self.user_emb = plan.build("user", n_users, d) if config.use_user_id else None
         self.item_emb = item_table  # shared with the item tower
         in_dim = d * (2 if config.use_user_id else 1)
         self.mlp = mlp([in_dim, *config.hidden, d], config.dropout)
 
     def forward(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        parts = [pooled_lookup(self.item_emb, history, "mean")]
+        parts = [pooled_lookup(self.item_emb, history, self.pooling)]
         if self.user_emb is not None:
             known = (users >= 0).unsqueeze(1).to(parts[0].dtype)
             parts.append(self.user_emb(users.clamp_min(0)) * known)
