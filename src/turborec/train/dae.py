@@ -115,7 +115,8 @@ class DAETwoTowerRecommender(_TaughtByEASE):
 
     The training options (``epochs``, ``lr``...) are the Mult-DAEs'; the two-towers train with their own
     defaults (``--param tower=...`` is not parsed: build the config in Python to change it). Member k of a
-    kind trains with seed ``seed + 7k``, so the first members are what ``mult-dae`` / ``two-tower`` fit.
+    kind trains with seed ``seed + 7k``, so the first members are what ``mult-dae`` / ``two-tower`` fit when
+    handed the same teacher.
     """
 
     config_class = DAETwoTowerConfig
