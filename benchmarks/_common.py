@@ -70,3 +70,25 @@ def write_results(name: str, payload: Mapping[str, Any], table: str) -> Path:
 
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``name[:key=value,...]`` -> (name, options): the model specs the benchmark scripts take."""
+    name, _, rest = spec.partition(":")
+    return name, parse_options(rest)
+
+
+def parse_options(text: str) -> dict[str, str]:
+    """``a=1,b=2`` -> {a: 1, b: 2}; a part without "=" continues the previous value (``hidden=512,256``)."""
+    out: dict[str, str] = {}
+    key = None
+    for part in filter(None, text.split(",")):
+        name, sep, value = part.partition("=")
+        if sep:
+            key = name.strip()
+            out[key] = value.strip()
+        elif key is not None:
+            out[key] += "," + part.strip()
+        else:
+            raise SystemExit(f"option {part!r} is not KEY=VALUE")
+    return out

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from scipy import stats
 
+from _common import parse_spec
 from turborec.data.ctr import RawCTR, SyntheticCTRConfig, read_avazu, read_criteo, shuffle_split
 from turborec.data.ctr.synthetic import SyntheticClickModel, synthetic_ctr
 from turborec.metrics.ctr import auc
@@ -77,12 +78,6 @@ def interval(values: list[float]) -> dict[str, float]:
     mean = float(np.mean(values))
     half = float(stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
     return {"mean": mean, "median": float(np.median(values)), "ci95": half, "n": n}
-
-
-def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
-    """``kind[:key=value,...]`` -> (kind, options applied on top of the preset, as ``--param`` does)."""
-    kind, _, extra = spec.partition(":")
-    return kind, dict(kv.split("=", 1) for kv in extra.split(",") if kv)
 
 
 def summarise(runs: dict[str, list[dict[str, Any]]], preset: str) -> dict[str, Any]:

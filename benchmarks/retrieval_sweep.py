@@ -22,28 +22,7 @@ import multiprocessing as mp
 import time
 from typing import Any
 
-from _common import SHARED_DATA, markdown_table, median, write_results
-
-
-def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
-    name, _, rest = spec.partition(":")
-    return name, parse_options(rest)
-
-
-def parse_options(text: str) -> dict[str, str]:
-    """``a=1,b=2`` -> {a: 1, b: 2}; a part without "=" continues the previous value (``hidden=512,256``)."""
-    out: dict[str, str] = {}
-    key = None
-    for part in filter(None, text.split(",")):
-        name, sep, value = part.partition("=")
-        if sep:
-            key = name.strip()
-            out[key] = value.strip()
-        elif key is not None:
-            out[key] += "," + part.strip()
-        else:
-            raise SystemExit(f"retrieval_sweep: option {part!r} is not KEY=VALUE")
-    return out
+from _common import SHARED_DATA, markdown_table, median, parse_options, parse_spec, write_results
 
 
 def label(options: dict[str, str]) -> str:
@@ -116,7 +95,7 @@ def main() -> None:
         variants.insert(0, {})
     t0 = time.perf_counter()
     ctx = mp.get_context("spawn" if args.device != "cpu" else "fork")
-    with ctx.Pool(args.jobs, maxtasksperchild=None) as pool:
+    with ctx.Pool(args.jobs) as pool:
         runs = run_round(pool, args.data, name, base, variants, args.seeds, args.device)
         rows = summarise(runs, args.seeds)
         if args.combine >= 2:

@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from _common import SHARED_DATA, markdown_table, median, write_results
+from _common import SHARED_DATA, markdown_table, median, parse_spec, write_results
 from turborec.data import apply_protocol, load_movielens, synthetic
 from turborec.train.options import make_estimator, option_kinds
 
@@ -124,8 +124,7 @@ def ctr_row(spec: str, raw: Any, seed: int, threads: int, device: str, preset: s
     them, whose AUC is within 1% of the run's best."""
     from turborec.train.ctr_recipe import ctr_recipe, train_ctr
 
-    kind, _, extra = spec.partition(":")  # kind[:key=value,...], options on top of the preset (--param's)
-    options = dict(kv.split("=", 1) for kv in extra.split(",") if kv)
+    kind, options = parse_spec(spec)  # kind[:key=value,...], options on top of the preset (--param's)
     recipe = ctr_recipe(kind, preset, options, seed=seed, device=device, threads=threads, epochs=epochs)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     run = train_ctr(raw, recipe)
@@ -268,8 +267,8 @@ def main() -> None:
             with competing_load(load):
                 torch.set_num_threads(threads)
                 for spec in args.models:
-                    model_name, _, extra = spec.partition(":")
-                    options = {**params.get(model_name, {}), **dict(kv.split("=", 1) for kv in extra.split(",") if kv)}
+                    model_name, spec_options = parse_spec(spec)
+                    options = {**params.get(model_name, {}), **spec_options}
                     if args.max_epochs and "epochs" in option_kinds(model_name) and "epochs" not in options:
                         options["epochs"] = str(args.max_epochs)
                     for seed in seeds:

@@ -71,7 +71,11 @@ class MultDAENet(RetrievalNet):
         return torch.tanh(self.enc(x))
 
     def user_vectors(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        h = self.encode(multi_hot(history, self.n_items))
+        return self.vectors_of(multi_hot(history, self.n_items))
+
+    def vectors_of(self, x: torch.Tensor) -> torch.Tensor:
+        """User vectors from multi-hots ``x`` [B, n_items] (a sum of DAEs builds ``x`` once for all)."""
+        h = self.encode(x)
         return torch.cat([h, torch.ones_like(h[:, :1])], dim=1)
 
     def item_vectors(self) -> torch.Tensor:
@@ -145,8 +149,9 @@ class DAETwoTowerNet(RetrievalNet):
             tower.set_item_tokens(tokens)
 
     def user_vectors(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        x = multi_hot(history, self.n_items)
         window = last_items(history, self.config.tower.history_len)
-        return torch.cat([d.user_vectors(users, history) for d in self.daes()]
+        return torch.cat([d.vectors_of(x) for d in self.daes()]
                          + [t.user_vectors(users, window) for t in self.towers()], dim=1)
 
     def item_vectors(self) -> torch.Tensor:
